@@ -1,0 +1,239 @@
+//! RabbitMQ: connecting, declaring the topology (exchange, per-plugin
+//! queues, bindings and dead-letter queues), publishing with confirms, and
+//! the connection status that `/health` reports.
+//!
+//! Topology per plugin `p` (prefix `switchyard` by default):
+//! `integration.exchange` --(p's binding keys)--> queue `switchyard.p`
+//! (durable, dead-letter exchange `switchyard.p.dlx`) and fanout exchange
+//! `switchyard.p.dlx` --> queue `switchyard.p.dlq`.
+
+use std::sync::RwLock;
+
+use anyhow::{Context, Result, bail};
+use futures_util::future::try_join_all;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::config::{Config, redact_url};
+
+/// AMQP delivery mode 2: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+/// Opens a connection; the error names the broker without its password.
+pub async fn connect(url: &str) -> Result<Connection> {
+    let props =
+        ConnectionProperties::default().with_connection_name(LongString::from("switchyard"));
+    Connection::connect(url, props)
+        .await
+        .with_context(|| format!("connecting to RabbitMQ at {}", redact_url(url)))
+}
+
+/// Declares the durable topic exchange the events arrive on.
+pub async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<()> {
+    channel
+        .exchange_declare(
+            ShortString::from(exchange),
+            ExchangeKind::Topic,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("declaring exchange {exchange:?}"))
+}
+
+fn durable_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+/// Declares a plugin's queue, its bindings and its dead-letter queue.
+/// Idempotent: the broker keeps what already exists, messages included.
+pub async fn declare_plugin_queue(
+    channel: &Channel,
+    config: &Config,
+    plugin: &str,
+    binding_keys: &[String],
+) -> Result<()> {
+    let queue = config.queue_name(plugin);
+    let dlx = config.dead_letter_exchange(plugin);
+    let dlq = config.dead_letter_queue(plugin);
+    channel
+        .exchange_declare(
+            ShortString::from(dlx.as_str()),
+            ExchangeKind::Fanout,
+            durable_exchange(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("declaring dead-letter exchange {dlx:?}"))?;
+    channel
+        .queue_declare(
+            ShortString::from(dlq.as_str()),
+            durable_queue(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("declaring dead-letter queue {dlq:?}"))?;
+    channel
+        .queue_bind(
+            ShortString::from(dlq.as_str()),
+            ShortString::from(dlx.as_str()),
+            ShortString::from(""),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("binding {dlq:?} to {dlx:?}"))?;
+    let mut args = FieldTable::default();
+    // A message the broker itself rejects (or a reject from outside
+    // Switchyard) still ends in the plugin's dead-letter queue.
+    args.insert(
+        ShortString::from("x-dead-letter-exchange"),
+        AMQPValue::LongString(LongString::from(dlx.as_str())),
+    );
+    channel
+        .queue_declare(ShortString::from(queue.as_str()), durable_queue(), args)
+        .await
+        .with_context(|| format!("declaring queue {queue:?}"))?;
+    for key in binding_keys {
+        channel
+            .queue_bind(
+                ShortString::from(queue.as_str()),
+                ShortString::from(config.exchange.as_str()),
+                ShortString::from(key.as_str()),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("binding {queue:?} to {:?} with {key:?}", config.exchange))?;
+    }
+    Ok(())
+}
+
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub properties: BasicProperties,
+}
+
+impl Outgoing {
+    /// A persistent JSON event, as the existing producers send them.
+    pub fn json_event(
+        exchange: &str,
+        routing_key: &str,
+        body: Vec<u8>,
+        headers: FieldTable,
+    ) -> Self {
+        Self {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            body,
+            properties: BasicProperties::default()
+                .with_content_type(ShortString::from("application/json"))
+                .with_delivery_mode(PERSISTENT)
+                .with_headers(headers),
+        }
+    }
+}
+
+/// A channel in confirm mode: [`Publisher::publish_all`] returns once the
+/// broker has taken responsibility for every message.
+pub struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    pub async fn open(connection: &Connection) -> Result<Self> {
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a publishing channel")?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("enabling publisher confirms")?;
+        Ok(Self { channel })
+    }
+
+    /// Publishes every message (all in flight at once) and waits for the
+    /// broker's confirms. Fails if any is nacked.
+    pub async fn publish_all(&self, messages: &[Outgoing]) -> Result<()> {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for m in messages {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    ShortString::from(m.exchange.as_str()),
+                    ShortString::from(m.routing_key.as_str()),
+                    BasicPublishOptions::default(),
+                    &m.body,
+                    m.properties.clone(),
+                )
+                .await
+                .with_context(|| format!("publishing to {:?}", m.exchange))?;
+            confirms.push(confirm);
+        }
+        for confirmation in try_join_all(confirms)
+            .await
+            .context("awaiting publisher confirms")?
+        {
+            if confirmation.is_nack() {
+                bail!("the broker refused a message (nack)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the broker is reachable, for `/health`.
+#[derive(Debug)]
+pub struct BrokerStatus(RwLock<Result<(), String>>);
+
+impl Default for BrokerStatus {
+    fn default() -> Self {
+        Self(RwLock::new(Err("not connected yet".into())))
+    }
+}
+
+impl BrokerStatus {
+    pub fn connected(&self) {
+        *self.0.write().expect("status poisoned") = Ok(());
+    }
+
+    pub fn disconnected(&self, reason: String) {
+        *self.0.write().expect("status poisoned") = Err(reason);
+    }
+
+    /// `Err(reason)` while the broker is not connected.
+    pub fn get(&self) -> Result<(), String> {
+        self.0.read().expect("status poisoned").clone()
+    }
+}
+
+/// Builds a header table from string pairs.
+pub fn string_headers<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (k, v) in pairs {
+        table.insert(
+            ShortString::from(k),
+            AMQPValue::LongString(LongString::from(v)),
+        );
+    }
+    table
+}

@@ -1,0 +1,160 @@
+//! Configuration of `switchyard run`: every knob, its default, its unit and
+//! its trade-off, in one place.
+//!
+//! Precedence: built-in defaults, then environment variables, then
+//! command-line flags (a flag wins over its variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the host connects, where it keeps things and how hard it works.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// AMQP URL of the RabbitMQ broker. The password is never logged.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Address the HTTP API listens on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "SWITCHYARD_HTTP", default_value = "0.0.0.0:8003")]
+    pub http: SocketAddr,
+
+    /// Folder whose `*.wasm` files are loaded as plugins at start.
+    #[arg(long, env = "SWITCHYARD_PLUGINS", default_value = "plugins")]
+    pub plugins: PathBuf,
+
+    /// Folder of the embedded store (`switchyard.db` and its WAL files).
+    #[arg(long, env = "SWITCHYARD_DATA", default_value = "data")]
+    pub data: PathBuf,
+
+    /// The topic exchange events arrive on (declared durable if absent).
+    #[arg(
+        long,
+        env = "SWITCHYARD_EXCHANGE",
+        default_value = "integration.exchange"
+    )]
+    pub exchange: String,
+
+    /// Prefix of every queue and exchange the host declares: plugin `p`
+    /// consumes `<prefix>.p` and dead-letters to `<prefix>.p.dlq`.
+    #[arg(long, env = "SWITCHYARD_QUEUE_PREFIX", default_value = "switchyard")]
+    pub queue_prefix: String,
+
+    /// Unacknowledged deliveries the broker may push to each plugin's
+    /// consumer. Higher keeps the pipeline busy while a batch commits, at the
+    /// cost of memory (about one message body each) and of more redeliveries
+    /// after a crash. Should be at least twice `batch_size`.
+    #[arg(long, env = "SWITCHYARD_PREFETCH", default_value_t = 1000)]
+    pub prefetch: u16,
+
+    /// Most deliveries handled, committed and acknowledged together. Larger
+    /// batches amortise the durable commit (one fsync per batch) and the ack;
+    /// smaller ones lower latency. A batch never waits to fill up.
+    #[arg(long, env = "SWITCHYARD_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+
+    /// Hours an applied event id is remembered for deduplication. A
+    /// redelivery older than this would be applied again; longer keeps the
+    /// store larger.
+    #[arg(long, env = "SWITCHYARD_DEDUPE_RETENTION_HOURS", default_value_t = 168)]
+    pub dedupe_retention_hours: u64,
+
+    /// Milliseconds one plugin call may run before it is interrupted and
+    /// its event dead-lettered (`timeout`).
+    #[arg(long, env = "SWITCHYARD_PLUGIN_TIMEOUT_MS", default_value_t = 1000)]
+    pub plugin_timeout_ms: u64,
+
+    /// Mebibytes of linear memory one plugin instance may grow to; past
+    /// that its allocation fails and the event is dead-lettered.
+    #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MIB", default_value_t = 64)]
+    pub plugin_memory_mib: usize,
+
+    /// Largest HTTP request body accepted, in bytes (413 beyond).
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "SWITCHYARD_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        Only::parse_from(["switchyard"]).config
+    }
+
+    pub fn plugin_timeout(&self) -> Duration {
+        Duration::from_millis(self.plugin_timeout_ms)
+    }
+
+    pub fn dedupe_retention(&self) -> Duration {
+        Duration::from_secs(self.dedupe_retention_hours * 3600)
+    }
+
+    /// The queue a plugin consumes.
+    pub fn queue_name(&self, plugin: &str) -> String {
+        format!("{}.{plugin}", self.queue_prefix)
+    }
+
+    /// The fanout exchange a plugin's dead letters go through.
+    pub fn dead_letter_exchange(&self, plugin: &str) -> String {
+        format!("{}.{plugin}.dlx", self.queue_prefix)
+    }
+
+    /// The queue that keeps a plugin's dead letters.
+    pub fn dead_letter_queue(&self, plugin: &str) -> String {
+        format!("{}.{plugin}.dlq", self.queue_prefix)
+    }
+}
+
+/// `amqp://user:secret@host` becomes `amqp://user:***@host`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_the_password_only() {
+        assert_eq!(
+            redact_url("amqp://guest:s3cr@t@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
+
+    #[test]
+    fn defaults_follow_the_reference_deployment() {
+        let c = Config::defaults();
+        assert_eq!(c.http.port(), 8003);
+        assert_eq!(c.exchange, "integration.exchange");
+        assert_eq!(c.queue_name("merge"), "switchyard.merge");
+        assert_eq!(c.dead_letter_queue("merge"), "switchyard.merge.dlq");
+    }
+}

@@ -1,0 +1,143 @@
+//! Switchyard: a WebAssembly plugin engine for event-driven integration on
+//! RabbitMQ.
+//!
+//! Map of the crate:
+//! - [`config`], every setting, its default and its trade-off;
+//! - [`broker`], RabbitMQ connection, topology, confirmed publishing;
+//! - [`plugins`], the wasmtime engine, the WIT bindings, loading, the registry;
+//! - [`pipeline`], batch -> plugin -> one store commit -> publish -> ack;
+//! - [`store`], the embedded SQLite store (documents, state, applied ids);
+//! - [`api`], the axum routes;
+//! - [`topic`], AMQP topic matching for events that bypass the broker;
+//! - [`telemetry`], logging setup.
+//!
+//! [`start`] wires them together; `main.rs` only parses the command line.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod pipeline;
+pub mod plugins;
+pub mod store;
+pub mod telemetry;
+pub mod topic;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+use plugins::{PluginEngine, PluginRegistry};
+use store::Store;
+
+/// How often applied event ids past their retention are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// A started host.
+pub struct Running {
+    /// Where the HTTP API listens (useful with port 0).
+    pub http_addr: SocketAddr,
+    pub registry: Arc<PluginRegistry>,
+    pub db: Arc<Store>,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Waits until every task has stopped (after the shutdown token fired).
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Opens the store, loads the plugins, binds the API and starts consuming.
+/// Everything stops when `shutdown` is cancelled: consumers finish and
+/// acknowledge the batch in flight, then the HTTP server drains.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running> {
+    let config = Arc::new(config);
+    let data = config.data.clone();
+    let db = Arc::new(
+        tokio::task::spawn_blocking(move || Store::open(&data))
+            .await
+            .context("store worker panicked")??,
+    );
+    let engine = PluginEngine::new(
+        Arc::clone(&db),
+        config.plugin_timeout(),
+        config.plugin_memory_mib * 1024 * 1024,
+    )?;
+    let dir = config.plugins.clone();
+    let registry = Arc::new(
+        tokio::task::spawn_blocking(move || PluginRegistry::load_dir(&engine, &dir))
+            .await
+            .context("plugin loader panicked")??,
+    );
+    let broker = Arc::new(broker::BrokerStatus::default());
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", config.http))?;
+    let http_addr = listener.local_addr()?;
+    tracing::info!(%http_addr, "HTTP API listening");
+
+    let tasks = TaskTracker::new();
+    let router = api::router(api::AppState {
+        config: Arc::clone(&config),
+        db: Arc::clone(&db),
+        registry: Arc::clone(&registry),
+        broker: Arc::clone(&broker),
+    });
+    let http_stop = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let pipeline = pipeline::Pipeline {
+        config: Arc::clone(&config),
+        db: Arc::clone(&db),
+        registry: Arc::clone(&registry),
+        status: broker,
+    };
+    tasks.spawn(pipeline.run(shutdown.clone()));
+    let (prune_db, retention, prune_stop) =
+        (Arc::clone(&db), config.dedupe_retention(), shutdown.clone());
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = prune_stop.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let db = Arc::clone(&prune_db);
+            match tokio::task::spawn_blocking(move || db.prune_applied(retention)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(forgotten = n, "pruned applied event ids past retention")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "pruning applied event ids failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "pruning worker panicked"),
+            }
+        }
+    });
+    Ok(Running {
+        http_addr,
+        registry,
+        db,
+        tasks,
+    })
+}
+
+/// [`start`], then wait for the shutdown.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    start(config, shutdown).await?.wait().await;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! One live plugin instance and the calls into it, each under a deadline
+//! and a memory cap. A call that traps, times out or runs out of memory
+//! costs that call only: the instance is replaced by a fresh one.
+
+use anyhow::Context;
+use wasmtime::Store;
+
+use super::bindings::{
+    Action, CallMode, Event, HandleError, HostState, Transformer, TransformerPre, ViewPage,
+};
+
+/// Why a plugin call produced no actions. The pipeline turns each into
+/// acknowledge-and-dead-letter or requeue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin judged the event bad: dead-letter, never retry.
+    #[error("{0}")]
+    Reject(String),
+    /// The plugin (or the store behind an import) failed transiently.
+    #[error("retry: {0}")]
+    Retry(String),
+    /// The call ran past its deadline.
+    #[error("timeout")]
+    Timeout,
+    /// The plugin grew its memory past the cap.
+    #[error("memory limit")]
+    MemoryLimit,
+    /// The plugin trapped (panic, unreachable, bad output...).
+    #[error("trap: {0}")]
+    Trap(String),
+}
+
+impl CallError {
+    /// Whether the event should be redelivered rather than dead-lettered.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CallError::Retry(_))
+    }
+}
+
+/// A store, its instance, and what is needed to rebuild both.
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: Transformer,
+    pre: TransformerPre<HostState>,
+    name: String,
+    deadline_ticks: u64,
+    memory_bytes: usize,
+}
+
+impl Instance {
+    pub(super) fn new(
+        pre: TransformerPre<HostState>,
+        state: HostState,
+        deadline_ticks: u64,
+        memory_bytes: usize,
+    ) -> anyhow::Result<Self> {
+        let (store, bindings) = instantiate(&pre, state, deadline_ticks)?;
+        Ok(Self {
+            store,
+            bindings,
+            pre,
+            name: String::new(),
+            deadline_ticks,
+            memory_bytes,
+        })
+    }
+
+    pub(super) fn set_name(&mut self, name: &str) {
+        name.clone_into(&mut self.name);
+        self.store.data_mut().rename(name);
+    }
+
+    fn arm(&mut self, mode: CallMode) {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let data = self.store.data_mut();
+        data.mode = mode;
+        data.store_failure = None;
+    }
+
+    /// Turns a wasmtime error into a [`CallError`] and, since the instance
+    /// may be left half-way through anything, replaces it.
+    fn failed(&mut self, error: wasmtime::Error) -> CallError {
+        let store_failure = self.store.data_mut().store_failure.take();
+        let cause = if let Some(message) = store_failure {
+            CallError::Retry(message)
+        } else if matches!(
+            error.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        ) {
+            CallError::Timeout
+        } else if format!("{error:?}").contains("forcing trap when growing memory") {
+            CallError::MemoryLimit
+        } else {
+            CallError::Trap(root_message(&error))
+        };
+        if let Err(e) = self.reset() {
+            tracing::error!(plugin = %self.name, error = %format!("{e:#}"), "cannot re-instantiate plugin");
+        }
+        cause
+    }
+
+    /// A fresh instance in a fresh store; the batch's uncommitted state
+    /// writes carry over.
+    fn reset(&mut self) -> anyhow::Result<()> {
+        let old = self.store.data_mut();
+        let mut state = HostState::new(&self.name, old.db(), self.memory_bytes);
+        state.overlay = std::mem::take(&mut old.overlay);
+        state.overlay.discard_event();
+        let (store, bindings) = instantiate(&self.pre, state, self.deadline_ticks)?;
+        self.store = store;
+        self.bindings = bindings;
+        Ok(())
+    }
+
+    pub fn describe(&mut self) -> Result<super::bindings::PluginInfo, CallError> {
+        self.arm(CallMode::ReadOnly);
+        match self.bindings.call_describe(&mut self.store) {
+            Ok(info) => Ok(info),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Handles one event. Its state writes stay pending until
+    /// [`Instance::finish_event`] says whether the event is applied.
+    pub fn handle(&mut self, event: &Event) -> Result<Vec<Action>, CallError> {
+        self.arm(CallMode::Handle);
+        match self.bindings.call_handle(&mut self.store, event) {
+            Ok(Ok(actions)) => Ok(actions),
+            Ok(Err(HandleError::Reject(reason))) => Err(CallError::Reject(reason)),
+            Ok(Err(HandleError::Retry(reason))) => Err(CallError::Retry(reason)),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// The last handled event is applied (`true`: its state writes join the
+    /// batch's) or not (`false`: they vanish).
+    pub fn finish_event(&mut self, applied: bool) {
+        let overlay = &mut self.store.data_mut().overlay;
+        if applied {
+            overlay.keep_event();
+        } else {
+            overlay.discard_event();
+        }
+    }
+
+    /// Throws away the state writes of the events that were handled but
+    /// will not be committed (the commit failed).
+    pub fn discard_batch(&mut self) {
+        self.store.data_mut().overlay.take_batch();
+    }
+
+    /// The batch's state writes, for the commit.
+    pub fn take_state_writes(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        self.store.data_mut().overlay.take_batch()
+    }
+
+    /// One page of a read-side view. `Ok(Err(_))` is the plugin's answer to
+    /// a bad request.
+    pub fn view(
+        &mut self,
+        name: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Result<ViewPage, String>, CallError> {
+        self.arm(CallMode::ReadOnly);
+        match self.bindings.call_view(&mut self.store, name, after, limit) {
+            Ok(answer) => Ok(answer),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+}
+
+fn instantiate(
+    pre: &TransformerPre<HostState>,
+    state: HostState,
+    deadline_ticks: u64,
+) -> anyhow::Result<(Store<HostState>, Transformer)> {
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_trap();
+    // Instantiation runs the component's start code: it gets a deadline too.
+    store.set_epoch_deadline(deadline_ticks);
+    let bindings = pre
+        .instantiate(&mut store)
+        .map_err(anyhow::Error::from)
+        .context("instantiating the component")?;
+    Ok((store, bindings))
+}
+
+/// The innermost message of an error chain: for a guest panic this is the
+/// trap code ("wasm `unreachable` instruction executed"), not the backtrace.
+fn root_message(error: &wasmtime::Error) -> String {
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    error
+        .chain()
+        .last()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| error.to_string())
+}

@@ -1,0 +1,433 @@
+//! The embedded analytics store: one SQLite file in WAL mode holding the
+//! document collections, each plugin's private state, the ids of applied
+//! events (for deduplication) and the outbox of events still to publish.
+//!
+//! A batch's effects are written by [`Store::commit_batch`] in a single
+//! transaction, so a crash leaves either all of them or none. It knows
+//! nothing of brokers or plugins beyond their names.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    json       TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (collection, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS plugin_state (
+    plugin TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  BLOB NOT NULL,
+    PRIMARY KEY (plugin, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applied_events (
+    plugin     TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    version    TEXT NOT NULL,
+    applied_ms INTEGER NOT NULL,
+    PRIMARY KEY (plugin, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS applied_events_by_time ON applied_events (applied_ms);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    plugin      TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body        TEXT NOT NULL
+);
+";
+
+/// One change to a document collection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocumentWrite {
+    Upsert {
+        collection: String,
+        key: String,
+        json: String,
+    },
+    Delete {
+        collection: String,
+        key: String,
+    },
+}
+
+/// An event a plugin asked to publish, kept until the broker confirmed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub seq: i64,
+    pub plugin: String,
+    pub routing_key: String,
+    pub body: String,
+}
+
+/// Everything one batch of one plugin changes, committed together.
+#[derive(Debug, Default)]
+pub struct BatchCommit {
+    pub plugin: String,
+    /// The sha256 of the plugin file that handled the batch.
+    pub version: String,
+    pub applied_event_ids: Vec<String>,
+    pub documents: Vec<DocumentWrite>,
+    /// Final value of each state key the batch touched; `None` deletes it.
+    pub state: Vec<(String, Option<Vec<u8>>)>,
+    /// `(routing_key, body)` of each event to publish after the commit.
+    pub publish: Vec<(String, String)>,
+}
+
+/// A page of a collection, in key order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub entries: Vec<(String, String)>,
+    /// The last key of a full page, to pass as `after` for the next one.
+    pub next: Option<String>,
+}
+
+/// The embedded store. Cheap to share behind an `Arc`; every method blocks
+/// on SQLite, so async callers use `spawn_blocking`.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `switchyard.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data folder {}", dir.display()))?;
+        let path = dir.join("switchyard.db");
+        let writer =
+            Connection::open(&path).with_context(|| format!("opening store {}", path.display()))?;
+        writer
+            .execute_batch(
+                // FULL: a commit is on disk before we acknowledge the deliveries
+                // it covers, even across a power loss.
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            )
+            .context("configuring the store")?;
+        writer
+            .execute_batch(SCHEMA)
+            .context("creating the store schema")?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().expect("reader pool poisoned").pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .with_context(|| format!("opening store {} for reading", self.path.display()))?;
+                conn.busy_timeout(Duration::from_secs(5))?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        self.readers
+            .lock()
+            .expect("reader pool poisoned")
+            .push(conn);
+        Ok(result?)
+    }
+
+    /// A plugin's committed state value.
+    pub fn state_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM plugin_state WHERE plugin = ?1 AND key = ?2")?
+                .query_row(params![plugin, key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Which of `ids` the plugin has already applied.
+    pub fn applied_among(&self, plugin: &str, ids: &[&str]) -> Result<HashSet<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT 1 FROM applied_events WHERE plugin = ?1 AND event_id = ?2",
+            )?;
+            let mut seen = HashSet::new();
+            for id in ids {
+                if stmt.exists(params![plugin, id])? {
+                    seen.insert((*id).to_owned());
+                }
+            }
+            Ok(seen)
+        })
+    }
+
+    /// The version (plugin sha256) that applied an event, if it was applied.
+    pub fn applied_by(&self, plugin: &str, event_id: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT version FROM applied_events WHERE plugin = ?1 AND event_id = ?2",
+            )?
+            .query_row(params![plugin, event_id], |r| r.get(0))
+            .optional()
+        })
+    }
+
+    /// Commits a batch in one transaction and returns its outbox entries
+    /// (with their sequence numbers), to be published and then
+    /// [`Store::outbox_done`].
+    pub fn commit_batch(&self, batch: &BatchCommit) -> Result<Vec<OutboxEntry>> {
+        let now = now_ms();
+        let mut conn = self.writer.lock().expect("store writer poisoned");
+        let tx = conn.transaction().context("starting a store transaction")?;
+        let mut outbox = Vec::with_capacity(batch.publish.len());
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO documents (collection, key, json, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (collection, key) DO UPDATE SET json = excluded.json, updated_ms = excluded.updated_ms",
+            )?;
+            let mut delete =
+                tx.prepare_cached("DELETE FROM documents WHERE collection = ?1 AND key = ?2")?;
+            for write in &batch.documents {
+                match write {
+                    DocumentWrite::Upsert {
+                        collection,
+                        key,
+                        json,
+                    } => upsert.execute(params![collection, key, json, now])?,
+                    DocumentWrite::Delete { collection, key } => {
+                        delete.execute(params![collection, key])?
+                    }
+                };
+            }
+            let mut set = tx.prepare_cached(
+                "INSERT INTO plugin_state (plugin, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+            )?;
+            let mut unset =
+                tx.prepare_cached("DELETE FROM plugin_state WHERE plugin = ?1 AND key = ?2")?;
+            for (key, value) in &batch.state {
+                match value {
+                    Some(value) => set.execute(params![batch.plugin, key, value])?,
+                    None => unset.execute(params![batch.plugin, key])?,
+                };
+            }
+            let mut applied = tx.prepare_cached(
+                "INSERT INTO applied_events (plugin, event_id, version, applied_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for id in &batch.applied_event_ids {
+                applied
+                    .execute(params![batch.plugin, id, batch.version, now])
+                    .with_context(|| format!("recording event {id:?} as applied"))?;
+            }
+            let mut queue = tx.prepare_cached(
+                "INSERT INTO outbox (plugin, routing_key, body) VALUES (?1, ?2, ?3)",
+            )?;
+            for (routing_key, body) in &batch.publish {
+                queue.execute(params![batch.plugin, routing_key, body])?;
+                outbox.push(OutboxEntry {
+                    seq: tx.last_insert_rowid(),
+                    plugin: batch.plugin.clone(),
+                    routing_key: routing_key.clone(),
+                    body: body.clone(),
+                });
+            }
+        }
+        tx.commit().context("committing a batch")?;
+        Ok(outbox)
+    }
+
+    /// Events of `plugin` committed but not yet confirmed by the broker.
+    pub fn pending_outbox(&self, plugin: &str) -> Result<Vec<OutboxEntry>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT seq, plugin, routing_key, body FROM outbox WHERE plugin = ?1 ORDER BY seq",
+            )?
+            .query_map(params![plugin], |r| {
+                Ok(OutboxEntry {
+                    seq: r.get(0)?,
+                    plugin: r.get(1)?,
+                    routing_key: r.get(2)?,
+                    body: r.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Forgets outbox entries the broker has confirmed.
+    pub fn outbox_done(&self, seqs: &[i64]) -> Result<()> {
+        let mut conn = self.writer.lock().expect("store writer poisoned");
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+            for seq in seqs {
+                stmt.execute(params![seq])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One document.
+    pub fn document(&self, collection: &str, key: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT json FROM documents WHERE collection = ?1 AND key = ?2")?
+                .query_row(params![collection, key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Up to `limit` documents of `collection` with keys after `after`.
+    pub fn scan(&self, collection: &str, after: Option<&str>, limit: u32) -> Result<Page> {
+        let entries: Vec<(String, String)> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT key, json FROM documents WHERE collection = ?1 AND key > ?2
+                 ORDER BY key LIMIT ?3",
+            )?
+            .query_map(params![collection, after.unwrap_or(""), limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
+        })?;
+        let next = if limit > 0 && entries.len() == limit as usize {
+            entries.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok(Page { entries, next })
+    }
+
+    /// How many events a plugin has applied (within the retention window).
+    pub fn applied_count(&self, plugin: &str) -> Result<u64> {
+        self.read(|c| {
+            c.prepare_cached("SELECT COUNT(*) FROM applied_events WHERE plugin = ?1")?
+                .query_row(params![plugin], |r| r.get(0))
+        })
+    }
+
+    /// Forgets applied event ids older than `retention`; returns how many.
+    pub fn prune_applied(&self, retention: Duration) -> Result<usize> {
+        let cutoff =
+            now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let conn = self.writer.lock().expect("store writer poisoned");
+        Ok(conn.execute(
+            "DELETE FROM applied_events WHERE applied_ms < ?1",
+            params![cutoff],
+        )?)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(ids: &[&str]) -> BatchCommit {
+        BatchCommit {
+            plugin: "p".into(),
+            version: "v1".into(),
+            applied_event_ids: ids.iter().map(|s| s.to_string()).collect(),
+            documents: vec![DocumentWrite::Upsert {
+                collection: "c".into(),
+                key: "k".into(),
+                json: "{\"n\":1}".into(),
+            }],
+            state: vec![("s".into(), Some(vec![7]))],
+            publish: vec![("x.y".into(), "{}".into())],
+        }
+    }
+
+    #[test]
+    fn a_batch_commits_documents_state_ids_and_outbox_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let outbox = store.commit_batch(&batch(&["e1", "e2"])).unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(
+            store.document("c", "k").unwrap().as_deref(),
+            Some("{\"n\":1}")
+        );
+        assert_eq!(store.state_get("p", "s").unwrap(), Some(vec![7]));
+        let seen = store.applied_among("p", &["e1", "e3"]).unwrap();
+        assert_eq!(seen, HashSet::from(["e1".to_string()]));
+        assert_eq!(store.applied_by("p", "e2").unwrap().as_deref(), Some("v1"));
+        assert_eq!(store.pending_outbox("p").unwrap(), outbox);
+        store.outbox_done(&[outbox[0].seq]).unwrap();
+        assert!(store.pending_outbox("p").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.commit_batch(&batch(&["e1"])).unwrap();
+        let mut again = batch(&["e2", "e1"]);
+        again.documents = vec![DocumentWrite::Delete {
+            collection: "c".into(),
+            key: "k".into(),
+        }];
+        assert!(store.commit_batch(&again).is_err(), "e1 is applied twice");
+        assert!(store.document("c", "k").unwrap().is_some());
+        assert!(store.applied_among("p", &["e2"]).unwrap().is_empty());
+        assert_eq!(store.pending_outbox("p").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn scan_pages_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = BatchCommit {
+            plugin: "p".into(),
+            ..Default::default()
+        };
+        for k in ["b", "a", "c"] {
+            b.documents.push(DocumentWrite::Upsert {
+                collection: "c".into(),
+                key: k.into(),
+                json: format!("\"{k}\""),
+            });
+        }
+        store.commit_batch(&b).unwrap();
+        let first = store.scan("c", None, 2).unwrap();
+        let keys: Vec<_> = first.entries.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(first.next.as_deref(), Some("b"));
+        let second = store.scan("c", first.next.as_deref(), 2).unwrap();
+        assert_eq!(second.entries, vec![("c".to_string(), "\"c\"".to_string())]);
+        assert_eq!(second.next, None);
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path())
+            .unwrap()
+            .commit_batch(&batch(&["e1"]))
+            .unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.state_get("p", "s").unwrap(), Some(vec![7]));
+        assert_eq!(store.applied_count("p").unwrap(), 1);
+        assert_eq!(store.prune_applied(Duration::from_secs(3600)).unwrap(), 0);
+    }
+}

@@ -1,0 +1,418 @@
+//! Shared test harness: a Switchyard host started in-process against the
+//! real RabbitMQ on loopback (with its own exchange and queue names, so
+//! tests run in parallel), real `.wasm` plugins built by `cargo xtask
+//! build`, and helpers to publish, read dead letters and query the API.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use switchyard::{Config, Running};
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The built component of a plugin: shipped ones from `plugins/`, test
+/// fixtures from `target/test-plugins/`.
+pub fn plugin_file(name: &str) -> PathBuf {
+    let root = workspace();
+    let candidates = [
+        root.join("plugins").join(format!("{name}.wasm")),
+        root.join("target/test-plugins")
+            .join(format!("{name}.wasm")),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("{name}.wasm is not built: run `cargo xtask test` (or `cargo xtask build`)")
+        })
+}
+
+/// The seed messages of the reference deployment: (routing key, body bytes).
+pub fn seed_events() -> Vec<(String, Vec<u8>)> {
+    let text = include_str!("../fixtures/seed-events.jsonl");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let key = v["routing_key"].as_str().unwrap().to_owned();
+            let body = match v.get("raw_body") {
+                Some(raw) => raw.as_str().unwrap().as_bytes().to_vec(),
+                None => serde_json::to_vec(&v["body"]).unwrap(),
+            };
+            (key, body)
+        })
+        .collect()
+}
+
+fn unique(prefix: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A host under test plus the folders and broker names it owns.
+pub struct TestHost {
+    pub config: Config,
+    pub running: Option<Running>,
+    shutdown: CancellationToken,
+    pub base: String,
+    pub http: reqwest::Client,
+    _dirs: tempfile::TempDir,
+}
+
+impl TestHost {
+    /// A host with the given plugins copied into its plugins folder.
+    pub async fn start(plugins: &[&str]) -> Self {
+        switchyard::telemetry::init(false);
+        let dirs = tempfile::tempdir().unwrap();
+        let plugin_dir = dirs.path().join("plugins");
+        std::fs::create_dir_all(&plugin_dir).unwrap();
+        for name in plugins {
+            std::fs::copy(plugin_file(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
+        }
+        let mut config = Config::defaults();
+        config.amqp_url = amqp_url();
+        config.http = "127.0.0.1:0".parse().unwrap();
+        config.plugins = plugin_dir;
+        config.data = dirs.path().join("data");
+        config.exchange = unique("sy-test-exchange");
+        config.queue_prefix = unique("sy-test");
+        let mut host = Self {
+            config,
+            running: None,
+            shutdown: CancellationToken::new(),
+            base: String::new(),
+            http: reqwest::Client::new(),
+            _dirs: dirs,
+        };
+        host.boot().await;
+        host
+    }
+
+    pub fn plugin_dir(&self) -> &Path {
+        &self.config.plugins
+    }
+
+    async fn boot(&mut self) {
+        self.shutdown = CancellationToken::new();
+        let running = switchyard::start(self.config.clone(), self.shutdown.clone())
+            .await
+            .expect("host starts");
+        self.base = format!("http://{}", running.http_addr);
+        self.running = Some(running);
+    }
+
+    /// Graceful stop: the batch in flight is committed and acknowledged.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(30), running.wait())
+                .await
+                .expect("host stops within 30 s");
+        }
+    }
+
+    /// Stop, then start again on the same data and plugins.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.boot().await;
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until `/health` says 200 (broker connected, plugins loaded).
+    pub async fn wait_healthy(&self) {
+        let base = self.base.clone();
+        let http = self.http.clone();
+        eventually(
+            "the host to become healthy",
+            Duration::from_secs(30),
+            || {
+                let (base, http) = (base.clone(), http.clone());
+                async move {
+                    http.get(format!("{base}/health"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().as_u16() == 200)
+                }
+            },
+        )
+        .await;
+    }
+
+    /// A plugin's entry in `GET /plugins`.
+    pub async fn plugin(&self, name: &str) -> Value {
+        let (_, body) = self.get("/plugins").await;
+        body["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("plugin {name} not loaded: {body}"))
+    }
+
+    /// Waits until a plugin has applied and dead-lettered at least these
+    /// many events (counters since this host started).
+    pub async fn wait_counts(&self, plugin: &str, applied: u64, dead: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let p = self.plugin(plugin).await;
+            let (a, d) = (
+                p["events_applied"].as_u64().unwrap(),
+                p["dead_lettered"].as_u64().unwrap(),
+            );
+            if a >= applied && d >= dead {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{plugin}: applied {a}/{applied}, dead-lettered {d}/{dead}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many events the plugin has applied, as recorded in the store.
+    pub fn applied_in_store(&self, plugin: &str) -> u64 {
+        let store = switchyard::store::Store::open(&self.config.data).unwrap();
+        store.applied_count(plugin).unwrap()
+    }
+
+    /// Deletes this test's queues and exchanges from the broker.
+    pub async fn cleanup(mut self, plugins: &[&str]) {
+        self.stop().await;
+        let broker = TestBroker::connect(&self.config).await;
+        for p in plugins {
+            for q in [self.config.queue_name(p), self.config.dead_letter_queue(p)] {
+                let _ = broker
+                    .channel
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            let dlx = self.config.dead_letter_exchange(p);
+            let _ = broker
+                .channel
+                .exchange_delete(dlx.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = broker
+            .channel
+            .exchange_delete(
+                self.config.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+/// A test's own AMQP connection, to publish like the existing producers do
+/// and to read dead letters.
+pub struct TestBroker {
+    _connection: Connection,
+    pub channel: Channel,
+    exchange: String,
+}
+
+impl TestBroker {
+    pub async fn connect(config: &Config) -> Self {
+        let connection = Connection::connect(&config.amqp_url, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ reachable (cargo xtask test says how to get one)");
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Self {
+            _connection: connection,
+            channel,
+            exchange: config.exchange.clone(),
+        }
+    }
+
+    /// Publishes as the Spring producers do (JSON, persistent, `__TypeId__`)
+    /// and waits for the broker's confirm.
+    pub async fn publish(&self, routing_key: &str, body: &[u8]) {
+        self.publish_many(&[(routing_key.to_owned(), body.to_vec())])
+            .await;
+    }
+
+    pub async fn publish_many(&self, messages: &[(String, Vec<u8>)]) {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "__TypeId__".into(),
+            AMQPValue::LongString("java.util.HashMap".into()),
+        );
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_content_encoding("UTF-8".into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let mut confirms = Vec::new();
+        for (key, body) in messages {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    props.clone(),
+                )
+                .await
+                .unwrap();
+            confirms.push(confirm);
+        }
+        for c in futures_util::future::join_all(confirms).await {
+            assert!(c.unwrap().is_ack(), "broker refused a test message");
+        }
+    }
+
+    /// Takes every message now in `queue`: (routing key, body, headers as strings).
+    pub async fn drain(&self, queue: &str) -> Vec<(String, Vec<u8>, Vec<(String, String)>)> {
+        let mut out = Vec::new();
+        while let Some(msg) = self
+            .channel
+            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let d = msg.delivery;
+            let headers = d
+                .properties
+                .headers()
+                .clone()
+                .unwrap_or_default()
+                .inner()
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        AMQPValue::LongString(s) => {
+                            String::from_utf8_lossy(s.as_bytes()).into_owned()
+                        }
+                        other => format!("{other:?}"),
+                    };
+                    (k.to_string(), v)
+                })
+                .collect();
+            out.push((d.routing_key.to_string(), d.data, headers));
+        }
+        out
+    }
+
+    /// Waits until `queue` holds `n` messages, then takes them.
+    pub async fn drain_exactly(
+        &self,
+        queue: &str,
+        n: usize,
+    ) -> Vec<(String, Vec<u8>, Vec<(String, String)>)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut got = Vec::new();
+        while got.len() < n {
+            got.extend(self.drain(queue).await);
+            assert!(
+                Instant::now() < deadline,
+                "{queue}: {} of {n} messages",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        got.extend(self.drain(queue).await);
+        assert_eq!(got.len(), n, "{queue} holds more messages than expected");
+        got
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A customer event in the wire format of the existing CRM producer.
+pub fn customer_event(event_id: &str, id: &str, name: &str, timestamp: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id, "name": name, "email": format!("{name}@test.com"),
+        "eventId": event_id, "eventType": "customer.created", "timestamp": timestamp,
+    }))
+    .unwrap()
+}
+
+/// An inventory event in the wire format of the existing inventory producer.
+pub fn inventory_event(
+    event_id: &str,
+    id: &str,
+    name: &str,
+    stock: i64,
+    timestamp: &str,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "eventId": event_id, "eventType": "inventory.updated", "timestamp": timestamp,
+        "id": id, "name": name, "stock": stock,
+    }))
+    .unwrap()
+}

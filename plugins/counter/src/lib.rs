@@ -1,0 +1,128 @@
+//! Switchyard test fixture `counter`: counts every event it is handed.
+//!
+//! Subscribes to `#`. Each event adds one to the little-endian `u64` under
+//! state key `count` and upserts `counts/total` as `{"count": <n>}`, so an
+//! event applied twice (or lost) shows as a wrong count. A body with a
+//! top-level string field `"reject"` is rejected with that string as the
+//! reason, without touching state. Deliberately no serde: the field is found
+//! by a plain scan of the text.
+
+// The generated export glue is `unsafe`; nothing else in the crate is.
+#![allow(unsafe_code)]
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "transformer",
+});
+
+use switchyard::plugin::state;
+use switchyard::plugin::types::Document;
+
+const COUNT_KEY: &str = "count";
+
+struct Counter;
+
+impl Guest for Counter {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "counter".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            subscriptions: vec!["#".to_owned()],
+            views: Vec::new(),
+        }
+    }
+
+    fn handle(event: Event) -> Result<Vec<Action>, HandleError> {
+        if let Some(reason) = reject_field(&event.body) {
+            return Err(HandleError::Reject(reason));
+        }
+        let count = match state::get(COUNT_KEY) {
+            None => 0,
+            Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                Ok(le) => u64::from_le_bytes(le),
+                Err(_) => {
+                    return Err(HandleError::Reject(format!(
+                        "state key {COUNT_KEY} holds {} bytes, expected 8",
+                        bytes.len()
+                    )));
+                }
+            },
+        } + 1;
+        state::set(COUNT_KEY, &count.to_le_bytes());
+        Ok(vec![Action::Upsert(Document {
+            collection: "counts".to_owned(),
+            key: "total".to_owned(),
+            json: format!("{{\"count\":{count}}}"),
+        })])
+    }
+
+    fn view(_name: String, _after: Option<String>, _limit: u32) -> Result<ViewPage, String> {
+        Err("no views".to_owned())
+    }
+}
+
+export!(Counter);
+
+/// The string value of the first `"reject"` key in `body`, with the common
+/// escapes undone (`\uXXXX` only for characters outside the surrogates).
+///
+/// A scan, not a parser: it does not check that the key is at the top level
+/// or that `"reject"` is a key rather than text inside another string. Good
+/// enough for the test bodies this fixture is sent.
+fn reject_field(body: &str) -> Option<String> {
+    let mut rest = body;
+    loop {
+        let at = rest.find("\"reject\"")?;
+        rest = &rest[at + "\"reject\"".len()..];
+        let Some(value) = rest.trim_start().strip_prefix(':') else {
+            continue;
+        };
+        let Some(value) = value.trim_start().strip_prefix('"') else {
+            continue;
+        };
+        let mut out = String::new();
+        let mut chars = value.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Some(out),
+                '\\' => match chars.next()? {
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        let code = u32::from_str_radix(&hex, 16).ok()?;
+                        out.push(char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER));
+                    }
+                    other => out.push(other),
+                },
+                c => out.push(c),
+            }
+        }
+        return None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reject_field;
+
+    #[test]
+    fn finds_the_reject_string() {
+        assert_eq!(
+            reject_field(r#"{"reject": "bad event"}"#).as_deref(),
+            Some("bad event")
+        );
+        assert_eq!(
+            reject_field(r#"{"id":1,"reject" : "say \"no\"\n\u00e9"}"#).as_deref(),
+            Some("say \"no\"\né")
+        );
+        assert_eq!(
+            reject_field(r#"{"note":"reject","reject":"x"}"#).as_deref(),
+            Some("x")
+        );
+        assert_eq!(reject_field(r#"{"reject": 5}"#), None);
+        assert_eq!(reject_field(r#"{"reject": "unterminated"#), None);
+        assert_eq!(reject_field(r#"{"id": "c1"}"#), None);
+    }
+}

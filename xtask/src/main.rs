@@ -1,0 +1,258 @@
+//! `cargo xtask <task>`: the project's build tasks, so that a fresh machine
+//! needs one command for each job.
+//!
+//! - `build`  host + every plugin; shipped plugins land in `plugins/<name>.wasm`,
+//!   test fixtures in `target/test-plugins/<name>.wasm`
+//! - `run`    build (release), make sure a broker is reachable, run the host
+//! - `test`   build the plugins, make sure a broker is reachable, run all tests
+//! - `bench`  build the plugins, run the throughput benchmark
+//! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+/// Plugins copied into `plugins/` for users.
+const SHIPPED: &[&str] = &["merge"];
+/// Plugins only the tests load.
+const FIXTURES: &[&str] = &["counter"];
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build_plugins().and_then(|()| cargo(&["build", "-p", "switchyard"])),
+        Some("run") => run(&args[1..]),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(),
+        Some("lint") => lint(),
+        _ => {
+            eprintln!("usage: cargo xtask <build|run|test|bench|lint> [args]");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Installs the wasm32-wasip2 target when rustup says it is missing.
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup (needed to install the wasm32-wasip2 target)")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the {WASM_TARGET} target");
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status()?;
+    if !status.success() {
+        bail!("rustup target add {WASM_TARGET} failed");
+    }
+    Ok(())
+}
+
+/// Builds every plugin crate for wasm32-wasip2 in one cargo invocation and
+/// copies the components where the host and the tests look for them.
+fn build_plugins() -> Result<()> {
+    ensure_wasm_target()?;
+    let packages: Vec<String> = SHIPPED
+        .iter()
+        .chain(FIXTURES)
+        .map(|name| format!("switchyard-{name}"))
+        .collect();
+    let mut args = vec!["build", "--target", WASM_TARGET, "--profile", "plugin"];
+    for p in &packages {
+        args.extend(["-p", p.as_str()]);
+    }
+    cargo(&args)?;
+    let root = root();
+    let out = root.join("target").join(WASM_TARGET).join("plugin");
+    let fixtures = root.join("target").join("test-plugins");
+    std::fs::create_dir_all(&fixtures)?;
+    for (names, dest) in [(SHIPPED, root.join("plugins")), (FIXTURES, fixtures)] {
+        for name in names {
+            let built = out.join(format!("switchyard_{}.wasm", name.replace('-', "_")));
+            let target = dest.join(format!("{name}.wasm"));
+            // Write beside, then rename: a running host never sees half a file.
+            let partial = dest.join(format!(".{name}.wasm.tmp"));
+            std::fs::copy(&built, &partial)
+                .with_context(|| format!("copying {}", built.display()))?;
+            std::fs::rename(&partial, &target)?;
+            eprintln!("xtask: {}", target.display());
+        }
+    }
+    Ok(())
+}
+
+fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into())
+}
+
+/// `host:port` of an AMQP URL (5672 when none is given).
+fn broker_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5672")
+    }
+}
+
+fn reachable(address: &str) -> bool {
+    address
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .any(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+}
+
+/// Makes sure RabbitMQ answers at `AMQP_URL`: starts an installed local
+/// `rabbitmq-server` when none runs, otherwise says how to get one.
+fn ensure_broker() -> Result<()> {
+    let url = amqp_url();
+    let address = broker_address(&url);
+    if reachable(&address) {
+        return Ok(());
+    }
+    let local = address.starts_with("127.0.0.1:") || address.starts_with("localhost:");
+    if local
+        && Command::new("rabbitmq-server")
+            .arg("-detached")
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        eprintln!("xtask: started the installed rabbitmq-server; waiting for it");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if reachable(&address) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    bail!(
+        "RabbitMQ is not reachable at {address} (from AMQP_URL or the default {DEFAULT_AMQP_URL}).\n\
+         Get one and try again:\n\
+         \x20 Debian/Ubuntu: sudo apt-get install rabbitmq-server && sudo rabbitmq-server -detached\n\
+         \x20 Docker:        docker run -d --name rabbitmq -p 5672:5672 -p 15672:15672 rabbitmq:3-management\n\
+         \x20 or set AMQP_URL to a broker you have (amqp://user:password@host:5672/%2f)."
+    )
+}
+
+fn run(args: &[String]) -> Result<()> {
+    build_plugins()?;
+    cargo(&["build", "--release", "-p", "switchyard"])?;
+    ensure_broker()?;
+    let binary = root().join("target/release/switchyard");
+    let status = Command::new(binary)
+        .arg("run")
+        .args(args)
+        .current_dir(root())
+        .status()
+        .context("starting switchyard")?;
+    if !status.success() {
+        bail!("switchyard exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    build_plugins()?;
+    ensure_broker()?;
+    let mut cargo_args = vec![
+        "test",
+        "-p",
+        "switchyard",
+        "-p",
+        "switchyard-merge",
+        "-p",
+        "xtask",
+    ];
+    cargo_args.extend(args.iter().map(String::as_str));
+    cargo(&cargo_args)
+}
+
+fn bench() -> Result<()> {
+    build_plugins()?;
+    ensure_broker()?;
+    cargo(&["bench", "-p", "switchyard", "--bench", "throughput"])
+}
+
+fn lint() -> Result<()> {
+    ensure_wasm_target()?;
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "-p",
+        "switchyard",
+        "-p",
+        "xtask",
+        "-p",
+        "switchyard-merge",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    let mut args = vec!["clippy", "--target", WASM_TARGET, "--profile", "plugin"];
+    let packages: Vec<String> = SHIPPED
+        .iter()
+        .chain(FIXTURES)
+        .map(|name| format!("switchyard-{name}"))
+        .collect();
+    for p in &packages {
+        args.extend(["-p", p.as_str()]);
+    }
+    args.extend(["--", "-D", "warnings"]);
+    cargo(&args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broker_address;
+
+    #[test]
+    fn broker_address_comes_from_the_url() {
+        assert_eq!(
+            broker_address("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "127.0.0.1:5672"
+        );
+        assert_eq!(broker_address("amqp://rabbit/%2f"), "rabbit:5672");
+        assert_eq!(broker_address("amqp://u:p@h:5673"), "h:5673");
+    }
+}
