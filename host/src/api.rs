@@ -139,13 +139,14 @@ impl PageParams {
 
 async fn health(State(s): State<AppState>) -> Response {
     let plugins = s.registry.all().len();
+    let connections = s.broker.connections();
     let problem = match s.broker.get() {
         Err(reason) => Some(format!("broker not connected: {reason}")),
         Ok(()) if plugins == 0 => Some("no plugins loaded".to_owned()),
         Ok(()) => None,
     };
     match problem {
-        None => Json(json!({ "status": "ok", "broker": "connected", "plugins": plugins }))
+        None => Json(json!({ "status": "ok", "broker": "connected", "connections": connections, "plugins": plugins }))
             .into_response(),
         Some(error) => (
             StatusCode::SERVICE_UNAVAILABLE,

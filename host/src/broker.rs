@@ -8,6 +8,7 @@
 //! `switchyard.p.dlx` --> queue `switchyard.p.dlq`.
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use futures_util::future::try_join_all;
@@ -23,10 +24,10 @@ use crate::config::{Config, redact_url};
 /// AMQP delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
-/// Opens a connection; the error names the broker without its password.
-pub async fn connect(url: &str) -> Result<Connection> {
-    let props =
-        ConnectionProperties::default().with_connection_name(LongString::from("switchyard"));
+/// Opens a connection named `name` (shown in the management UI); the
+/// error names the broker without its password.
+pub async fn connect(url: &str, name: &str) -> Result<Connection> {
+    let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
     Connection::connect(url, props)
         .await
         .with_context(|| format!("connecting to RabbitMQ at {}", redact_url(url)))
@@ -203,26 +204,38 @@ impl Publisher {
 
 /// Whether the broker is reachable, for `/health`.
 #[derive(Debug)]
-pub struct BrokerStatus(RwLock<Result<(), String>>);
+pub struct BrokerStatus {
+    state: RwLock<Result<(), String>>,
+    connections: AtomicU64,
+}
 
 impl Default for BrokerStatus {
     fn default() -> Self {
-        Self(RwLock::new(Err("not connected yet".into())))
+        Self {
+            state: RwLock::new(Err("not connected yet".into())),
+            connections: AtomicU64::new(0),
+        }
     }
 }
 
 impl BrokerStatus {
     pub fn connected(&self) {
-        *self.0.write().expect("status poisoned") = Ok(());
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        *self.state.write().expect("status poisoned") = Ok(());
     }
 
     pub fn disconnected(&self, reason: String) {
-        *self.0.write().expect("status poisoned") = Err(reason);
+        *self.state.write().expect("status poisoned") = Err(reason);
     }
 
     /// `Err(reason)` while the broker is not connected.
     pub fn get(&self) -> Result<(), String> {
-        self.0.read().expect("status poisoned").clone()
+        self.state.read().expect("status poisoned").clone()
+    }
+
+    /// How many connections were established since start (1 + reconnects).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 }
 

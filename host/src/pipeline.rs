@@ -288,7 +288,8 @@ impl Pipeline {
     /// One connection's life: declare, consume, and return when it breaks
     /// (`Err`) or on shutdown (`Ok`, after in-flight batches are settled).
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
-        let connection = Arc::new(broker::connect(&self.config.amqp_url).await?);
+        let name = format!("switchyard {}", self.config.queue_prefix);
+        let connection = Arc::new(broker::connect(&self.config.amqp_url, &name).await?);
         let channel = connection
             .create_channel()
             .await
