@@ -1,1 +1,588 @@
-fn main() {}
+//! Throughput benchmark of Switchyard against the real RabbitMQ.
+//!
+//! What it measures, in one run:
+//! - (a) broker baseline: a bare lapin consumer draining a durable queue with
+//!   Switchyard's default prefetch (1000), acknowledging every 500 deliveries
+//!   (Switchyard's batch size);
+//! - (b) Switchyard end to end: the host started in-process with the `merge`
+//!   plugin drains the same events, pre-published to its exchange, with a
+//!   durable SQLite commit per batch; timed from `start()` (plugin compile
+//!   included) and from the first to the last applied event;
+//! - (c) the ratio (b)/(a), target >= 0.6;
+//! - the per-event cost of the merge logic compiled natively and run as the
+//!   WebAssembly component through the host's plugin engine, target <= 3x;
+//! - the peak resident memory of the process.
+//!
+//! Run it with `cargo xtask bench` (builds `plugins/merge.wasm`, checks the
+//! broker), or `cargo bench -p switchyard --bench throughput` once the plugin
+//! is built. Environment: `BENCH_EVENTS` (default 100000) for the number of
+//! events, `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+
+use std::collections::{HashMap, VecDeque};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use switchyard::Config;
+use switchyard::plugins::PluginEngine;
+use switchyard::plugins::bindings::Event;
+use switchyard::store::Store;
+
+/// Events published and consumed, unless `BENCH_EVENTS` says otherwise.
+const DEFAULT_EVENTS: usize = 100_000;
+/// Distinct customers and distinct products the events cycle over.
+const ENTITIES: usize = 1_000;
+/// Published messages awaiting their broker confirm at most.
+const CONFIRM_WINDOW: usize = 1_000;
+/// Events of the native vs WebAssembly comparison, and its rounds.
+const MERGE_EVENTS: usize = 20_000;
+const MERGE_ROUNDS: usize = 5;
+/// How often the end-to-end run polls the store.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+/// The end-to-end run gives up when nothing is applied for this long.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+const PLUGIN: &str = "merge";
+
+fn main() -> Result<()> {
+    let n = event_count()?;
+    let wasm = merge_wasm()?;
+    let amqp_url = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+
+    println!("generating {n} seed-format events");
+    let events = generate_events(n);
+
+    println!("(a) broker baseline");
+    let baseline = runtime.block_on(broker_baseline(&amqp_url, &events))?;
+    println!("    consumed {n} in {:.2} s", baseline.as_secs_f64());
+
+    println!("(b) switchyard end to end");
+    let e2e = runtime.block_on(switchyard_end_to_end(&amqp_url, &wasm, &events))?;
+    println!(
+        "    applied {n} in {:.2} s from start(), first commit seen after {:.2} s",
+        e2e.total.as_secs_f64(),
+        e2e.first_at.as_secs_f64()
+    );
+
+    println!("merge per event, native vs wasm ({MERGE_ROUNDS} rounds, median)");
+    let merge = merge_cost(&events[..n.min(MERGE_EVENTS)], &wasm)?;
+
+    report(n, baseline, &e2e, &merge, peak_rss_mib()?);
+    Ok(())
+}
+
+fn event_count() -> Result<usize> {
+    match std::env::var("BENCH_EVENTS") {
+        Err(_) => Ok(DEFAULT_EVENTS),
+        Ok(text) => {
+            let n: usize = text
+                .trim()
+                .parse()
+                .with_context(|| format!("BENCH_EVENTS={text:?} is not a count"))?;
+            ensure!(n > 0, "BENCH_EVENTS must be at least 1");
+            Ok(n)
+        }
+    }
+}
+
+/// The built merge component; `cargo xtask build` makes it.
+fn merge_wasm() -> Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/merge.wasm");
+    ensure!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build` (or `cargo xtask bench`)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Names that no other run (or test) uses.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------
+// Events
+
+/// One event as the existing producers publish it.
+struct Message {
+    routing_key: &'static str,
+    event_id: String,
+    /// JSON text.
+    body: String,
+}
+
+/// `customer.created` in the CRM producer's field order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CustomerCreated<'a> {
+    id: &'a str,
+    name: &'a str,
+    email: &'a str,
+    event_id: &'a str,
+    event_type: &'a str,
+    timestamp: &'a str,
+}
+
+/// `inventory.updated` in the inventory producer's field order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InventoryUpdated<'a> {
+    event_id: &'a str,
+    event_type: &'a str,
+    timestamp: &'a str,
+    id: &'a str,
+    name: &'a str,
+    stock: u64,
+}
+
+/// Alternating customer and inventory events over [`ENTITIES`] customers
+/// and products, with unique ids and timestamps one millisecond apart.
+fn generate_events(n: usize) -> Vec<Message> {
+    let start_ms = switchyard_merge::timestamp::Instant::parse("2026-11-24T08:00:00Z")
+        .expect("a valid instant")
+        .secs() as u64
+        * 1000;
+    (0..n)
+        .map(|i| {
+            let event_id = format!("00000000-0000-4000-8000-{i:012x}");
+            let timestamp = switchyard_merge::timestamp::format_millis(start_ms + i as u64);
+            let entity = (i / 2) % ENTITIES;
+            let (routing_key, body) = if i % 2 == 0 {
+                let (id, name) = (format!("c{entity}"), format!("customer-{entity:04}"));
+                let email = format!("{name}@example.com");
+                let body = CustomerCreated {
+                    id: &id,
+                    name: &name,
+                    email: &email,
+                    event_id: &event_id,
+                    event_type: "customer.created",
+                    timestamp: &timestamp,
+                };
+                ("customer.created", serde_json::to_string(&body))
+            } else {
+                let (id, name) = (format!("p{entity}"), format!("product-{entity:04}"));
+                let body = InventoryUpdated {
+                    event_id: &event_id,
+                    event_type: "inventory.updated",
+                    timestamp: &timestamp,
+                    id: &id,
+                    name: &name,
+                    stock: (i as u64 * 37) % 1000,
+                };
+                ("inventory.updated", serde_json::to_string(&body))
+            };
+            Message {
+                routing_key,
+                event_id,
+                body: body.expect("events serialise"),
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Broker helpers
+
+async fn connect(url: &str) -> Result<Connection> {
+    switchyard::broker::connect(url)
+        .await
+        .context("RabbitMQ must be running (cargo xtask bench checks it)")
+}
+
+/// Publishes every event persistently with its own routing key, or with
+/// `fixed_key` when given, keeping at most [`CONFIRM_WINDOW`] unconfirmed.
+async fn publish_all(
+    connection: &Connection,
+    exchange: &str,
+    fixed_key: Option<&str>,
+    events: &[Message],
+) -> Result<()> {
+    let started = Instant::now();
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let props = BasicProperties::default()
+        .with_content_type(ShortString::from("application/json"))
+        .with_delivery_mode(2);
+    let mut pending: VecDeque<PublisherConfirm> = VecDeque::with_capacity(CONFIRM_WINDOW);
+    for event in events {
+        if pending.len() >= CONFIRM_WINDOW {
+            await_confirm(pending.pop_front()).await?;
+        }
+        let confirm = channel
+            .basic_publish(
+                ShortString::from(exchange),
+                ShortString::from(fixed_key.unwrap_or(event.routing_key)),
+                BasicPublishOptions::default(),
+                event.body.as_bytes(),
+                props.clone(),
+            )
+            .await
+            .context("publishing")?;
+        pending.push_back(confirm);
+    }
+    while let Some(confirm) = pending.pop_front() {
+        await_confirm(Some(confirm)).await?;
+    }
+    let _ = channel.close(200, ShortString::from("published")).await;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "    published {} with confirms in {secs:.2} s ({:.0} msg/s)",
+        events.len(),
+        events.len() as f64 / secs
+    );
+    Ok(())
+}
+
+async fn await_confirm(confirm: Option<PublisherConfirm>) -> Result<()> {
+    let Some(confirm) = confirm else {
+        return Ok(());
+    };
+    let confirmation = confirm.await.context("awaiting a publisher confirm")?;
+    ensure!(confirmation.is_ack(), "the broker refused a message");
+    Ok(())
+}
+
+async fn delete_queue(channel: &Channel, queue: &str) {
+    if let Err(e) = channel
+        .queue_delete(ShortString::from(queue), QueueDeleteOptions::default())
+        .await
+    {
+        eprintln!("warning: could not delete queue {queue}: {e}");
+    }
+}
+
+async fn delete_exchange(channel: &Channel, exchange: &str) {
+    if let Err(e) = channel
+        .exchange_delete(
+            ShortString::from(exchange),
+            ExchangeDeleteOptions::default(),
+        )
+        .await
+    {
+        eprintln!("warning: could not delete exchange {exchange}: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// (a) Broker baseline
+
+/// Time for a bare consumer to receive every event; the queue is removed
+/// afterwards whatever happens.
+async fn broker_baseline(url: &str, events: &[Message]) -> Result<Duration> {
+    let connection = connect(url).await?;
+    let admin = connection.create_channel().await?;
+    let queue = unique("switchyard-bench-baseline");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    admin
+        .queue_declare(
+            ShortString::from(queue.as_str()),
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .context("declaring the baseline queue")?;
+    let result = async {
+        publish_all(&connection, "", Some(&queue), events).await?;
+        consume_all(&connection, &queue, events.len()).await
+    }
+    .await;
+    delete_queue(&admin, &queue).await;
+    let _ = connection.close(200, ShortString::from("bye")).await;
+    result
+}
+
+/// Consumes `n` deliveries like Switchyard's consumer would, minus the
+/// work: same prefetch, one multiple ack per batch and a final one.
+async fn consume_all(connection: &Connection, queue: &str, n: usize) -> Result<Duration> {
+    let defaults = Config::defaults();
+    let batch = defaults.batch_size.max(1);
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(defaults.prefetch, BasicQosOptions::default())
+        .await?;
+    let started = Instant::now();
+    let mut consumer = channel
+        .basic_consume(
+            ShortString::from(queue),
+            ShortString::from("switchyard-bench-baseline"),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let (mut received, mut last_tag, mut unacked) = (0, 0, 0);
+    while received < n {
+        let delivery = consumer
+            .next()
+            .await
+            .context("the broker cancelled the baseline consumer")?
+            .context("receiving a delivery")?;
+        received += 1;
+        unacked += 1;
+        last_tag = delivery.delivery_tag;
+        if unacked == batch {
+            channel
+                .basic_ack(last_tag, BasicAckOptions { multiple: true })
+                .await?;
+            unacked = 0;
+        }
+    }
+    if unacked > 0 {
+        channel
+            .basic_ack(last_tag, BasicAckOptions { multiple: true })
+            .await?;
+    }
+    let elapsed = started.elapsed();
+    let _ = channel.close(200, ShortString::from("done")).await;
+    Ok(elapsed)
+}
+
+// ---------------------------------------------------------------------------
+// (b) Switchyard end to end
+
+/// When the end-to-end run saw what, counted from `start()`.
+struct EndToEnd {
+    /// The first poll that found applied events...
+    first_at: Duration,
+    /// ...and how many it found.
+    first_count: u64,
+    /// The poll that found all of them.
+    total: Duration,
+}
+
+/// A host configuration of its own: fresh names, folders in `dirs`, the
+/// merge plugin alone.
+fn bench_config(url: &str, wasm: &Path, dirs: &Path) -> Result<Config> {
+    let plugins = dirs.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(wasm, plugins.join("merge.wasm")).context("copying merge.wasm")?;
+    let mut config = Config::defaults();
+    config.amqp_url = url.to_owned();
+    config.http = "127.0.0.1:0".parse()?;
+    config.plugins = plugins;
+    config.data = dirs.join("data");
+    config.exchange = unique("switchyard-bench-exchange");
+    config.queue_prefix = unique("switchyard-bench");
+    Ok(config)
+}
+
+/// Pre-publishes every event to a fresh exchange and plugin queue, starts
+/// the host and waits until all are applied; removes the queues and
+/// exchanges afterwards whatever happens.
+async fn switchyard_end_to_end(url: &str, wasm: &Path, events: &[Message]) -> Result<EndToEnd> {
+    let dirs = tempfile::tempdir()?;
+    let config = bench_config(url, wasm, dirs.path())?;
+    let connection = connect(url).await?;
+    let admin = connection.create_channel().await?;
+    let result = async {
+        switchyard::broker::declare_exchange(&admin, &config.exchange).await?;
+        let keys: Vec<String> = switchyard_merge::SUBSCRIPTIONS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect();
+        switchyard::broker::declare_plugin_queue(&admin, &config, PLUGIN, &keys).await?;
+        publish_all(&connection, &config.exchange, None, events).await?;
+        run_host(config.clone(), events.len() as u64).await
+    }
+    .await;
+    delete_queue(&admin, &config.queue_name(PLUGIN)).await;
+    delete_queue(&admin, &config.dead_letter_queue(PLUGIN)).await;
+    delete_exchange(&admin, &config.dead_letter_exchange(PLUGIN)).await;
+    delete_exchange(&admin, &config.exchange).await;
+    let _ = connection.close(200, ShortString::from("bye")).await;
+    result
+}
+
+/// Starts the host, waits for `n` applied events, stops it.
+async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let running = switchyard::start(config, shutdown.clone()).await?;
+    if let Some(failure) = running.registry.failures().first() {
+        bail!("the merge plugin did not load: {}", failure.error);
+    }
+    let progress = wait_applied(&running, n, started).await;
+    shutdown.cancel();
+    running.wait().await;
+    progress
+}
+
+/// Polls the store every [`POLL_EVERY`] until `n` events are applied.
+async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -> Result<EndToEnd> {
+    let mut first: Option<(Duration, u64)> = None;
+    let (mut last_count, mut last_change) = (0, Instant::now());
+    let mut tick = tokio::time::interval(POLL_EVERY);
+    loop {
+        tick.tick().await;
+        let db = Arc::clone(&running.db);
+        let count = tokio::task::spawn_blocking(move || db.applied_count(PLUGIN)).await??;
+        let at = started.elapsed();
+        if count > 0 && first.is_none() {
+            first = Some((at, count));
+        }
+        if count >= n {
+            let (first_at, first_count) = first.unwrap_or((at, count));
+            return Ok(EndToEnd {
+                first_at,
+                first_count,
+                total: at,
+            });
+        }
+        if count != last_count {
+            (last_count, last_change) = (count, Instant::now());
+        } else if last_change.elapsed() > STALL_LIMIT {
+            let dead = running.registry.get(PLUGIN).map_or(0, |p| {
+                p.counters
+                    .dead_lettered
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            });
+            bail!("no progress for {STALL_LIMIT:?}: {count} of {n} applied, {dead} dead-lettered");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Merge logic, native vs WebAssembly
+
+/// Median microseconds per event of each build.
+struct MergeCost {
+    events: usize,
+    native_us: f64,
+    wasm_us: f64,
+}
+
+fn merge_cost(events: &[Message], wasm: &Path) -> Result<MergeCost> {
+    let inputs: Vec<Event> = events
+        .iter()
+        .map(|m| Event {
+            id: m.event_id.clone(),
+            routing_key: m.routing_key.to_owned(),
+            body: m.body.clone(),
+            received_at_ms: 0,
+        })
+        .collect();
+    let native_us = median((0..MERGE_ROUNDS).map(|_| native_round(&inputs)).collect());
+    let wasm_us = wasm_rounds(&inputs, wasm)?;
+    Ok(MergeCost {
+        events: inputs.len(),
+        native_us,
+        wasm_us,
+    })
+}
+
+/// One pass over `events` with fresh state; microseconds per event.
+fn native_round(events: &[Event]) -> f64 {
+    let mut state: HashMap<String, Vec<u8>> = HashMap::new();
+    let started = Instant::now();
+    for ev in events {
+        match switchyard_merge::handle(&mut state, &ev.routing_key, &ev.body, 0) {
+            Ok(actions) => drop(black_box(actions)),
+            Err(e) => panic!("native merge failed on {}: {e}", ev.id),
+        }
+    }
+    per_event_us(started.elapsed(), events.len())
+}
+
+/// [`MERGE_ROUNDS`] passes through the host's plugin engine, state kept in
+/// the instance's in-memory overlay (emptied between rounds, untimed);
+/// median microseconds per event.
+fn wasm_rounds(events: &[Event], wasm: &Path) -> Result<f64> {
+    let data = tempfile::tempdir()?;
+    let db = Arc::new(Store::open(data.path())?);
+    let engine = PluginEngine::new(db, Duration::from_secs(10), 64 << 20)?;
+    let plugin = engine.load(wasm).context("loading merge.wasm")?;
+    let mut instance = plugin.instance();
+    let mut rounds = Vec::with_capacity(MERGE_ROUNDS);
+    for _ in 0..MERGE_ROUNDS {
+        instance.take_state_writes();
+        let started = Instant::now();
+        for ev in events {
+            match instance.handle(ev) {
+                Ok(actions) => drop(black_box(actions)),
+                Err(e) => panic!("wasm merge failed on {}: {e}", ev.id),
+            }
+            instance.finish_event(true);
+        }
+        rounds.push(per_event_us(started.elapsed(), events.len()));
+    }
+    Ok(median(rounds))
+}
+
+fn per_event_us(elapsed: Duration, events: usize) -> f64 {
+    elapsed.as_secs_f64() * 1e6 / events.max(1) as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+// ---------------------------------------------------------------------------
+// Report
+
+/// VmHWM of this process, in MiB.
+fn peak_rss_mib() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    Ok(kib / 1024.0)
+}
+
+fn report(n: usize, baseline: Duration, e2e: &EndToEnd, merge: &MergeCost, rss_mib: f64) {
+    let rate = |events: f64, time: Duration| events / time.as_secs_f64().max(1e-9);
+    let base = rate(n as f64, baseline);
+    let total = rate(n as f64, e2e.total);
+    let steady = rate(
+        (n as u64 - e2e.first_count) as f64,
+        e2e.total.saturating_sub(e2e.first_at),
+    );
+    println!();
+    println!("throughput, {n} events ({} per merge round):", merge.events);
+    println!("  broker baseline (bare lapin, prefetch 1000, ack/500):  {base:>8.0} msg/s");
+    println!(
+        "  switchyard end to end (merge plugin, durable):         {total:>8.0} events/s  \
+         (ratio {:.2}, target >= 0.6; from start(), plugin compile included)",
+        total / base
+    );
+    if e2e.first_count < n as u64 {
+        println!(
+            "    first to last applied event:                         {steady:>8.0} events/s  \
+             (ratio {:.2})",
+            steady / base
+        );
+    }
+    println!(
+        "  merge per event: native {:.2} us, wasm {:.2} us (ratio {:.2}, target <= 3)",
+        merge.native_us,
+        merge.wasm_us,
+        merge.wasm_us / merge.native_us
+    );
+    println!("  peak RSS: {rss_mib:.0} MiB");
+}

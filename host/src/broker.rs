@@ -172,6 +172,11 @@ impl Publisher {
         Ok(Self { channel })
     }
 
+    /// Closes the channel (dropping it would race the connection's close).
+    pub async fn close(self) {
+        let _ = self.channel.close(200, ShortString::from("done")).await;
+    }
+
     /// Publishes every message (all in flight at once) and waits for the
     /// broker's confirms. Fails if any is nacked.
     pub async fn publish_all(&self, messages: &[Outgoing]) -> Result<()> {

@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 use serde_json::{Map, Value};
@@ -30,6 +32,9 @@ use crate::store::{BatchCommit, DocumentWrite, OutboxEntry, Store, now_ms};
 /// How long a batch holding a transient failure waits before the failed
 /// deliveries are requeued, so that a failing dependency is not hammered.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+
+/// How long one connection attempt may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +294,13 @@ impl Pipeline {
     /// (`Err`) or on shutdown (`Ok`, after in-flight batches are settled).
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
         let name = format!("switchyard {}", self.config.queue_prefix);
-        let connection = Arc::new(broker::connect(&self.config.amqp_url, &name).await?);
+        let connect = broker::connect(&self.config.amqp_url, &name);
+        let connection = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => Arc::new(
+                connected.map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out after {CONNECT_TIMEOUT:?}"))??,
+            ),
+        };
         let channel = connection
             .create_channel()
             .await
@@ -368,10 +379,11 @@ impl Consumer {
         let publisher = Publisher::open(&self.connection).await?;
         self.flush_outbox(&publisher).await?;
         let queue = self.config.queue_name(&self.plugin.name);
+        let tag = format!("switchyard-{}", self.plugin.name);
         let consumer = channel
             .basic_consume(
                 ShortString::from(queue.as_str()),
-                ShortString::from(format!("switchyard-{}", self.plugin.name)),
+                ShortString::from(tag.as_str()),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -410,8 +422,17 @@ impl Consumer {
             self.settle(&channel, &publisher, &deliveries, &verdicts, outbox)
                 .await?;
         }
-        // Shutdown: the batch in flight was settled above; stop consuming.
+        // Shutdown: the batch in flight was settled above. Cancel the
+        // consumer first so that no delivery races the channel's closing;
+        // whatever was prefetched but not handled goes back to the queue.
+        let _ = channel
+            .basic_cancel(
+                ShortString::from(tag.as_str()),
+                BasicCancelOptions::default(),
+            )
+            .await;
         let _ = channel.close(200, ShortString::from("shutting down")).await;
+        publisher.close().await;
         Ok(())
     }
 

@@ -17,7 +17,9 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use switchyard::plugin::types::{Document, DocumentRef, Entry, OutgoingEvent};
+// `self::`: in rustdoc builds a bare `switchyard` would also name this crate.
+pub use self::switchyard::plugin::types::{Document, DocumentRef, Entry, OutgoingEvent};
+use self::switchyard::plugin::{collections, log, state, types};
 
 /// What a plugin call may do to state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,9 +125,9 @@ impl WasiView for HostState {
     }
 }
 
-impl switchyard::plugin::types::Host for HostState {}
+impl types::Host for HostState {}
 
-impl switchyard::plugin::state::Host for HostState {
+impl state::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         if let Some(value) = self.overlay.lookup(&key) {
             return Ok(value.clone());
@@ -149,7 +151,7 @@ impl switchyard::plugin::state::Host for HostState {
     }
 }
 
-impl switchyard::plugin::collections::Host for HostState {
+impl collections::Host for HostState {
     fn get(&mut self, collection: String, key: String) -> wasmtime::Result<Option<String>> {
         match self.db.document(&collection, &key) {
             Ok(doc) => Ok(doc),
@@ -176,13 +178,9 @@ impl switchyard::plugin::collections::Host for HostState {
     }
 }
 
-impl switchyard::plugin::log::Host for HostState {
-    fn log(
-        &mut self,
-        level: switchyard::plugin::log::Level,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        use switchyard::plugin::log::Level;
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        use log::Level;
         let plugin = self.plugin.as_str();
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),

@@ -258,6 +258,7 @@ impl TestHost {
                 ExchangeDeleteOptions::default(),
             )
             .await;
+        broker.close().await;
     }
 }
 
@@ -284,6 +285,12 @@ impl TestBroker {
             channel,
             exchange: config.exchange.clone(),
         }
+    }
+
+    /// Closes the channel, then the connection (dropping them races the two).
+    pub async fn close(self) {
+        let _ = self.channel.close(200, "done".into()).await;
+        let _ = self._connection.close(200, "done".into()).await;
     }
 
     /// Publishes as the Spring producers do (JSON, persistent, `__TypeId__`)
