@@ -419,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn state_survives_reopening() {
+    fn state_survives_reopening_and_applied_ids_expire() {
         let dir = tempfile::tempdir().unwrap();
         Store::open(dir.path())
             .unwrap()
@@ -429,5 +429,9 @@ mod tests {
         assert_eq!(store.state_get("p", "s").unwrap(), Some(vec![7]));
         assert_eq!(store.applied_count("p").unwrap(), 1);
         assert_eq!(store.prune_applied(Duration::from_secs(3600)).unwrap(), 0);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(store.prune_applied(Duration::from_millis(1)).unwrap(), 1);
+        assert_eq!(store.applied_count("p").unwrap(), 0);
+        assert_eq!(store.state_get("p", "s").unwrap(), Some(vec![7]), "state is kept");
     }
 }
