@@ -22,6 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -204,7 +205,7 @@ fn generate_events(n: usize) -> Vec<Message> {
 // Broker helpers
 
 async fn connect(url: &str) -> Result<Connection> {
-    switchyard::broker::connect(url)
+    switchyard::broker::connect(url, "switchyard-bench")
         .await
         .context("RabbitMQ must be running (cargo xtask bench checks it)")
 }
@@ -422,29 +423,48 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let running = switchyard::start(config, shutdown.clone()).await?;
-    if let Some(failure) = running.registry.failures().first() {
-        bail!("the merge plugin did not load: {}", failure.error);
-    }
-    let progress = wait_applied(&running, n, started).await;
+    let progress = match running.registry.failures().first() {
+        Some(failure) => Err(anyhow::anyhow!(
+            "the merge plugin did not load: {}",
+            failure.error
+        )),
+        None => wait_applied(&running, n, started).await,
+    };
     shutdown.cancel();
     running.wait().await;
     progress
 }
 
-/// Polls the store every [`POLL_EVERY`] until `n` events are applied.
+/// Polls the plugin's applied counter every [`POLL_EVERY`] until `n`
+/// events are applied, then checks the store agrees.
+///
+/// The counter goes up right after each batch's durable commit, so it
+/// tells the same time as `applied_count` would; polling the store itself
+/// (a `COUNT(*)` that takes up to ~25 ms at 100,000 rows) kept a CPU busy
+/// and lowered the measured rate by 5 to 10%.
 async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -> Result<EndToEnd> {
+    let plugin = running
+        .registry
+        .get(PLUGIN)
+        .context("the merge plugin is not loaded")?;
+    let applied = || plugin.counters.applied.load(Ordering::Relaxed);
     let mut first: Option<(Duration, u64)> = None;
     let (mut last_count, mut last_change) = (0, Instant::now());
     let mut tick = tokio::time::interval(POLL_EVERY);
     loop {
         tick.tick().await;
-        let db = Arc::clone(&running.db);
-        let count = tokio::task::spawn_blocking(move || db.applied_count(PLUGIN)).await??;
+        let count = applied();
         let at = started.elapsed();
         if count > 0 && first.is_none() {
             first = Some((at, count));
         }
         if count >= n {
+            let db = Arc::clone(&running.db);
+            let stored = tokio::task::spawn_blocking(move || db.applied_count(PLUGIN)).await??;
+            ensure!(
+                stored == n,
+                "the store holds {stored} applied events, expected {n}"
+            );
             let (first_at, first_count) = first.unwrap_or((at, count));
             return Ok(EndToEnd {
                 first_at,
@@ -455,11 +475,7 @@ async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -
         if count != last_count {
             (last_count, last_change) = (count, Instant::now());
         } else if last_change.elapsed() > STALL_LIMIT {
-            let dead = running.registry.get(PLUGIN).map_or(0, |p| {
-                p.counters
-                    .dead_lettered
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            });
+            let dead = plugin.counters.dead_lettered.load(Ordering::Relaxed);
             bail!("no progress for {STALL_LIMIT:?}: {count} of {n} applied, {dead} dead-lettered");
         }
     }
