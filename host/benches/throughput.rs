@@ -16,7 +16,7 @@
 //! Run it with `cargo xtask bench` (builds `plugins/merge.wasm`, checks the
 //! broker), or `cargo bench -p switchyard --bench throughput` once the plugin
 //! is built. Environment: `BENCH_EVENTS` (default 100000) for the number of
-//! events, `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//! events, `BENCH_ROUNDS` (default 3) for the rounds of (a) and (b), `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
 
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
@@ -37,12 +37,14 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use switchyard::Config;
-use switchyard::plugins::PluginEngine;
 use switchyard::plugins::bindings::Event;
+use switchyard::plugins::{Instance, PluginEngine};
 use switchyard::store::Store;
 
 /// Events published and consumed, unless `BENCH_EVENTS` says otherwise.
 const DEFAULT_EVENTS: usize = 100_000;
+/// Rounds of (a) and (b), unless `BENCH_ROUNDS` says otherwise.
+const DEFAULT_ROUNDS: usize = 3;
 /// Distinct customers and distinct products the events cycle over.
 const ENTITIES: usize = 1_000;
 /// Published messages awaiting their broker confirm at most.
@@ -68,34 +70,49 @@ fn main() -> Result<()> {
     println!("generating {n} seed-format events");
     let events = generate_events(n);
 
-    println!("(a) broker baseline");
-    let baseline = runtime.block_on(broker_baseline(&amqp_url, &events))?;
-    println!("    consumed {n} in {:.2} s", baseline.as_secs_f64());
-
-    println!("(b) switchyard end to end");
-    let e2e = runtime.block_on(switchyard_end_to_end(&amqp_url, &wasm, &events))?;
-    println!(
-        "    applied {n} in {:.2} s from start(), first commit seen after {:.2} s",
-        e2e.total.as_secs_f64(),
-        e2e.first_at.as_secs_f64()
-    );
+    // (a) and (b) alternate, so that both see the same machine noise; the
+    // report quotes medians over the rounds.
+    let rounds = round_count()?;
+    let mut results = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        println!("round {round}/{rounds}: (a) broker baseline");
+        let baseline = runtime.block_on(broker_baseline(&amqp_url, &events))?;
+        println!("    consumed {n} in {:.2} s", baseline.as_secs_f64());
+        println!("round {round}/{rounds}: (b) switchyard end to end");
+        let e2e = runtime.block_on(switchyard_end_to_end(&amqp_url, &wasm, &events))?;
+        println!(
+            "    applied {n} in {:.2} s from start(), first commit seen after {:.2} s",
+            e2e.total.as_secs_f64(),
+            e2e.first_at.as_secs_f64()
+        );
+        results.push(Round::new(n, baseline, &e2e));
+    }
 
     println!("merge per event, native vs wasm ({MERGE_ROUNDS} rounds, median)");
     let merge = merge_cost(&events[..n.min(MERGE_EVENTS)], &wasm)?;
 
-    report(n, baseline, &e2e, &merge, peak_rss_mib()?);
+    report(n, &results, &merge, peak_rss_mib()?);
     Ok(())
 }
 
 fn event_count() -> Result<usize> {
-    match std::env::var("BENCH_EVENTS") {
-        Err(_) => Ok(DEFAULT_EVENTS),
+    positive_env("BENCH_EVENTS", DEFAULT_EVENTS)
+}
+
+fn round_count() -> Result<usize> {
+    positive_env("BENCH_ROUNDS", DEFAULT_ROUNDS)
+}
+
+/// A positive count from the environment, or `default`.
+fn positive_env(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
         Ok(text) => {
             let n: usize = text
                 .trim()
                 .parse()
-                .with_context(|| format!("BENCH_EVENTS={text:?} is not a count"))?;
-            ensure!(n > 0, "BENCH_EVENTS must be at least 1");
+                .with_context(|| format!("{name}={text:?} is not a count"))?;
+            ensure!(n > 0, "{name} must be at least 1");
             Ok(n)
         }
     }
@@ -421,6 +438,7 @@ async fn switchyard_end_to_end(url: &str, wasm: &Path, events: &[Message]) -> Re
 /// Starts the host, waits for `n` applied events, stops it.
 async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
     let shutdown = CancellationToken::new();
+    let cpu_before = cpu_seconds()?;
     let started = Instant::now();
     let running = switchyard::start(config, shutdown.clone()).await?;
     let progress = match running.registry.failures().first() {
@@ -430,6 +448,14 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
         )),
         None => wait_applied(&running, n, started).await,
     };
+    let cpu = cpu_seconds()? - cpu_before;
+    if let Ok(p) = &progress {
+        println!(
+            "    host CPU {cpu:.2} s over {:.2} s ({:.0} us per event)",
+            p.total.as_secs_f64(),
+            cpu * 1e6 / n as f64
+        );
+    }
     shutdown.cancel();
     running.wait().await;
     progress
@@ -465,6 +491,11 @@ async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -
                 stored == n,
                 "the store holds {stored} applied events, expected {n}"
             );
+            let commits = plugin.counters.commits.load(Ordering::Relaxed);
+            println!(
+                "    {commits} commits, {:.0} events per batch on average",
+                n as f64 / commits.max(1) as f64
+            );
             let (first_at, first_count) = first.unwrap_or((at, count));
             return Ok(EndToEnd {
                 first_at,
@@ -489,6 +520,8 @@ struct MergeCost {
     events: usize,
     native_us: f64,
     wasm_us: f64,
+    /// Median of the per-round ratios wasm / native.
+    ratio: f64,
 }
 
 fn merge_cost(events: &[Message], wasm: &Path) -> Result<MergeCost> {
@@ -501,12 +534,24 @@ fn merge_cost(events: &[Message], wasm: &Path) -> Result<MergeCost> {
             received_at_ms: 0,
         })
         .collect();
-    let native_us = median((0..MERGE_ROUNDS).map(|_| native_round(&inputs)).collect());
-    let wasm_us = wasm_rounds(&inputs, wasm)?;
+    // Native and WebAssembly rounds alternate so that both see the same
+    // machine noise.
+    let data = tempfile::tempdir()?;
+    let db = Arc::new(Store::open(data.path())?);
+    let engine = PluginEngine::new(db, Duration::from_secs(10), 64 << 20)?;
+    let plugin = engine.load(wasm).context("loading merge.wasm")?;
+    let mut instance = plugin.instance();
+    let (mut native, mut wasm) = (Vec::new(), Vec::new());
+    for _ in 0..MERGE_ROUNDS {
+        native.push(native_round(&inputs));
+        wasm.push(wasm_round(&mut instance, &inputs));
+    }
+    let ratios = native.iter().zip(&wasm).map(|(n, w)| w / n).collect();
     Ok(MergeCost {
         events: inputs.len(),
-        native_us,
-        wasm_us,
+        native_us: median(native),
+        wasm_us: median(wasm),
+        ratio: median(ratios),
     })
 }
 
@@ -523,29 +568,20 @@ fn native_round(events: &[Event]) -> f64 {
     per_event_us(started.elapsed(), events.len())
 }
 
-/// [`MERGE_ROUNDS`] passes through the host's plugin engine, state kept in
-/// the instance's in-memory overlay (emptied between rounds, untimed);
-/// median microseconds per event.
-fn wasm_rounds(events: &[Event], wasm: &Path) -> Result<f64> {
-    let data = tempfile::tempdir()?;
-    let db = Arc::new(Store::open(data.path())?);
-    let engine = PluginEngine::new(db, Duration::from_secs(10), 64 << 20)?;
-    let plugin = engine.load(wasm).context("loading merge.wasm")?;
-    let mut instance = plugin.instance();
-    let mut rounds = Vec::with_capacity(MERGE_ROUNDS);
-    for _ in 0..MERGE_ROUNDS {
-        instance.take_state_writes();
-        let started = Instant::now();
-        for ev in events {
-            match instance.handle(ev) {
-                Ok(actions) => drop(black_box(actions)),
-                Err(e) => panic!("wasm merge failed on {}: {e}", ev.id),
-            }
-            instance.finish_event(true);
+/// One pass through the host's plugin engine, state kept in the instance's
+/// in-memory overlay (emptied before the round, untimed); microseconds per
+/// event.
+fn wasm_round(instance: &mut Instance, events: &[Event]) -> f64 {
+    instance.take_state_writes();
+    let started = Instant::now();
+    for ev in events {
+        match instance.handle(ev) {
+            Ok(actions) => drop(black_box(actions)),
+            Err(e) => panic!("wasm merge failed on {}: {e}", ev.id),
         }
-        rounds.push(per_event_us(started.elapsed(), events.len()));
+        instance.finish_event(true);
     }
-    Ok(median(rounds))
+    per_event_us(started.elapsed(), events.len())
 }
 
 fn per_event_us(elapsed: Duration, events: usize) -> f64 {
@@ -560,6 +596,20 @@ fn median(mut values: Vec<f64>) -> f64 {
 // ---------------------------------------------------------------------------
 // Report
 
+/// User plus system CPU time of this process so far, in seconds.
+fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("unreadable /proc/self/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
 /// VmHWM of this process, in MiB.
 fn peak_rss_mib() -> Result<f64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -571,34 +621,62 @@ fn peak_rss_mib() -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
-fn report(n: usize, baseline: Duration, e2e: &EndToEnd, merge: &MergeCost, rss_mib: f64) {
-    let rate = |events: f64, time: Duration| events / time.as_secs_f64().max(1e-9);
-    let base = rate(n as f64, baseline);
-    let total = rate(n as f64, e2e.total);
-    let steady = rate(
-        (n as u64 - e2e.first_count) as f64,
-        e2e.total.saturating_sub(e2e.first_at),
-    );
-    println!();
-    println!("throughput, {n} events ({} per merge round):", merge.events);
-    println!("  broker baseline (bare lapin, prefetch 1000, ack/500):  {base:>8.0} msg/s");
-    println!(
-        "  switchyard end to end (merge plugin, durable):         {total:>8.0} events/s  \
-         (ratio {:.2}, target >= 0.6; from start(), plugin compile included)",
-        total / base
-    );
-    if e2e.first_count < n as u64 {
-        println!(
-            "    first to last applied event:                         {steady:>8.0} events/s  \
-             (ratio {:.2})",
-            steady / base
-        );
+/// Rates of one round, events per second.
+struct Round {
+    baseline: f64,
+    /// From `start()`, plugin compile included.
+    total: f64,
+    /// From the first commit seen to the last.
+    steady: f64,
+}
+
+impl Round {
+    fn new(n: usize, baseline: Duration, e2e: &EndToEnd) -> Self {
+        let rate = |events: f64, time: Duration| events / time.as_secs_f64().max(1e-9);
+        Self {
+            baseline: rate(n as f64, baseline),
+            total: rate(n as f64, e2e.total),
+            steady: rate(
+                (n as u64 - e2e.first_count) as f64,
+                e2e.total.saturating_sub(e2e.first_at),
+            ),
+        }
     }
+}
+
+fn report(n: usize, rounds: &[Round], merge: &MergeCost, rss_mib: f64) {
+    let med = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    println!();
+    println!(
+        "throughput, {n} events, median of {} rounds ({} events per merge round):",
+        rounds.len(),
+        merge.events
+    );
+    println!(
+        "  (a) broker baseline (bare lapin, prefetch 1000, ack/500): {:>8.0} msg/s",
+        med(|r| r.baseline)
+    );
+    println!(
+        "  (b) switchyard end to end (merge plugin, durable):        {:>8.0} events/s \
+         (from start(), plugin compile included)",
+        med(|r| r.total)
+    );
+    println!(
+        "      first to last commit:                                 {:>8.0} events/s",
+        med(|r| r.steady)
+    );
+    println!(
+        "  (c) ratio (b)/(a): {:.2} (per round: {}), target >= 0.6",
+        med(|r| r.total / r.baseline),
+        rounds
+            .iter()
+            .map(|r| format!("{:.2}", r.total / r.baseline))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "  merge per event: native {:.2} us, wasm {:.2} us (ratio {:.2}, target <= 3)",
-        merge.native_us,
-        merge.wasm_us,
-        merge.wasm_us / merge.native_us
+        merge.native_us, merge.wasm_us, merge.ratio
     );
     println!("  peak RSS: {rss_mib:.0} MiB");
 }

@@ -346,6 +346,7 @@ async fn plugins(State(s): State<AppState>) -> Json<Value> {
                 "loaded_at_ms": p.loaded_at_ms,
                 "events_applied": p.counters.applied.load(Ordering::Relaxed),
                 "dead_lettered": p.counters.dead_lettered.load(Ordering::Relaxed),
+                "commits": p.counters.commits.load(Ordering::Relaxed),
             })
         })
         .collect();

@@ -52,10 +52,16 @@ pub struct Config {
     pub prefetch: u16,
 
     /// Most deliveries handled, committed and acknowledged together. Larger
-    /// batches amortise the durable commit (one fsync per batch) and the ack;
-    /// smaller ones lower latency. A batch never waits to fill up.
+    /// batches amortise the durable commit (one fsync per batch) and the
+    /// ack; smaller ones lower latency.
     #[arg(long, env = "SWITCHYARD_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
+
+    /// Milliseconds a batch that is not full waits for more deliveries
+    /// after its first one. Under load batches fill long before; when events
+    /// trickle in, this is the latency added to buy fewer commits.
+    #[arg(long, env = "SWITCHYARD_BATCH_LINGER_MS", default_value_t = 5)]
+    pub batch_linger_ms: u64,
 
     /// Hours an applied event id is remembered for deduplication. A
     /// redelivery older than this would be applied again; longer keeps the
@@ -92,6 +98,10 @@ impl Config {
             config: Config,
         }
         Only::parse_from(["switchyard"]).config
+    }
+
+    pub fn batch_linger(&self) -> Duration {
+        Duration::from_millis(self.batch_linger_ms)
     }
 
     pub fn plugin_timeout(&self) -> Duration {

@@ -172,7 +172,14 @@ pub fn apply_events(
     if !commit.applied_event_ids.is_empty() {
         commit.state = instance.take_state_writes();
         match db.commit_batch(&commit) {
-            Ok(entries) => outbox = entries,
+            Ok(entries) => {
+                plugin
+                    .counters
+                    .commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                outbox = entries;
+                instance.state_committed(std::mem::take(&mut commit.state));
+            }
             Err(e) => {
                 let reason = format!("store commit failed: {e:#}");
                 tracing::error!(plugin = %plugin.name, error = %reason, "batch not committed; requeueing");
@@ -389,13 +396,13 @@ impl Consumer {
             )
             .await
             .with_context(|| format!("consuming {queue:?}"))?;
-        let mut batches = consumer.ready_chunks(self.config.batch_size.max(1));
+        let mut consumer = consumer;
         let mut outbox_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let batch = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break,
-                batch = batches.next() => batch,
+                first = consumer.next() => first,
                 _ = outbox_tick.tick() => {
                     if self.plugin.take_outbox_flag() {
                         self.flush_outbox(&publisher).await?;
@@ -403,12 +410,12 @@ impl Consumer {
                     continue;
                 }
             };
-            let Some(batch) = batch else {
+            let Some(first) = first else {
                 bail!("the broker cancelled the consumer of {queue:?}");
             };
-            let deliveries = batch
-                .into_iter()
-                .collect::<Result<Vec<Delivery>, _>>()
+            let deliveries = self
+                .fill_batch(&mut consumer, first)
+                .await
                 .context("receiving deliveries")?;
             let (plugin, db) = (Arc::clone(&self.plugin), Arc::clone(&self.db));
             let span = self.span.clone();
@@ -434,6 +441,29 @@ impl Consumer {
         let _ = channel.close(200, ShortString::from("shutting down")).await;
         publisher.close().await;
         Ok(())
+    }
+
+    /// Completes a batch begun by `first`: takes what has arrived, then
+    /// waits up to the linger for more, until the batch is full. Deliveries
+    /// taken but never handled (shutdown) go back to the queue when the
+    /// channel closes.
+    async fn fill_batch(
+        &self,
+        consumer: &mut lapin::Consumer,
+        first: lapin::Result<Delivery>,
+    ) -> lapin::Result<Vec<Delivery>> {
+        let max = self.config.batch_size.max(1);
+        let deadline = tokio::time::Instant::now() + self.config.batch_linger();
+        let mut batch = Vec::with_capacity(max);
+        batch.push(first?);
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(delivery)) => batch.push(delivery?),
+                // The stream ended (the next call says so) or time is up.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(batch)
     }
 
     /// Publishes what the commit promised, dead-letters what was rejected,

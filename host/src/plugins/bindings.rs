@@ -30,17 +30,38 @@ pub enum CallMode {
     ReadOnly,
 }
 
-/// Uncommitted state writes of one plugin: those of the batch in progress
-/// and, on top, those of the event being handled. `None` marks a delete.
+/// A plugin's state as this instance sees it: the writes of the event being
+/// handled, over those of the batch in progress, over a cache of committed
+/// values, over the store. `None` marks a delete (or, in the cache, a key
+/// known to be absent).
+///
+/// The cache is sound because every writer of a plugin's state goes through
+/// its one instance (batches and API writes hold the instance's lock), so
+/// nothing else changes committed state behind it.
 #[derive(Debug, Default)]
 pub struct StateOverlay {
+    committed: HashMap<String, Option<Vec<u8>>>,
     batch: HashMap<String, Option<Vec<u8>>>,
     event: HashMap<String, Option<Vec<u8>>>,
 }
 
+/// Committed values cached per plugin before the cache starts over; bounds
+/// its memory to roughly this many keys and values.
+const COMMITTED_CACHE_KEYS: usize = 100_000;
+
 impl StateOverlay {
     fn lookup(&self, key: &str) -> Option<&Option<Vec<u8>>> {
-        self.event.get(key).or_else(|| self.batch.get(key))
+        self.event
+            .get(key)
+            .or_else(|| self.batch.get(key))
+            .or_else(|| self.committed.get(key))
+    }
+
+    fn remember(&mut self, key: String, value: Option<Vec<u8>>) {
+        if self.committed.len() >= COMMITTED_CACHE_KEYS {
+            self.committed.clear();
+        }
+        self.committed.insert(key, value);
     }
 
     /// The event succeeded: its writes join the batch.
@@ -53,10 +74,17 @@ impl StateOverlay {
         self.event.clear();
     }
 
-    /// The batch's writes, to commit; leaves the overlay empty.
+    /// The batch's writes, to commit; leaves the batch empty.
     pub fn take_batch(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
         self.event.clear();
         self.batch.drain().collect()
+    }
+
+    /// The writes taken by [`StateOverlay::take_batch`] are committed.
+    pub fn committed(&mut self, writes: Vec<(String, Option<Vec<u8>>)>) {
+        for (key, value) in writes {
+            self.remember(key, value);
+        }
     }
 }
 
@@ -133,7 +161,10 @@ impl state::Host for HostState {
             return Ok(value.clone());
         }
         match self.db.state_get(&self.plugin, &key) {
-            Ok(value) => Ok(value),
+            Ok(value) => {
+                self.overlay.remember(key, value.clone());
+                Ok(value)
+            }
             Err(e) => Err(self.store_error("reading state", e)),
         }
     }
@@ -190,5 +221,44 @@ impl log::Host for HostState {
             Level::Error => tracing::error!(plugin, "{message}"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StateOverlay;
+
+    fn get(o: &StateOverlay, key: &str) -> Option<Option<Vec<u8>>> {
+        o.lookup(key).cloned()
+    }
+
+    #[test]
+    fn event_writes_are_seen_at_once_and_vanish_with_a_failed_event() {
+        let mut o = StateOverlay::default();
+        o.event.insert("k".into(), Some(vec![1]));
+        assert_eq!(get(&o, "k"), Some(Some(vec![1])), "read-your-writes");
+        o.discard_event();
+        assert_eq!(get(&o, "k"), None);
+        o.event.insert("k".into(), Some(vec![2]));
+        o.keep_event();
+        o.event.insert("k".into(), None);
+        assert_eq!(get(&o, "k"), Some(None), "a delete hides the batch's value");
+        o.discard_event();
+        assert_eq!(get(&o, "k"), Some(Some(vec![2])));
+    }
+
+    #[test]
+    fn committed_writes_are_cached_and_uncommitted_ones_are_not() {
+        let mut o = StateOverlay::default();
+        o.event.insert("a".into(), Some(vec![1]));
+        o.keep_event();
+        let writes = o.take_batch();
+        assert_eq!(get(&o, "a"), None, "taken for commit, not yet committed");
+        o.committed(writes);
+        assert_eq!(get(&o, "a"), Some(Some(vec![1])));
+        o.event.insert("b".into(), Some(vec![2]));
+        o.keep_event();
+        drop(o.take_batch()); // the commit failed
+        assert_eq!(get(&o, "b"), None);
     }
 }

@@ -143,15 +143,15 @@ impl Instance {
         }
     }
 
-    /// Throws away the state writes of the events that were handled but
-    /// will not be committed (the commit failed).
-    pub fn discard_batch(&mut self) {
-        self.store.data_mut().overlay.take_batch();
-    }
-
     /// The batch's state writes, for the commit.
     pub fn take_state_writes(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
         self.store.data_mut().overlay.take_batch()
+    }
+
+    /// The writes from [`Instance::take_state_writes`] are committed: later
+    /// reads are served from memory.
+    pub fn state_committed(&mut self, writes: Vec<(String, Option<Vec<u8>>)>) {
+        self.store.data_mut().overlay.committed(writes);
     }
 
     /// One page of a read-side view. `Ok(Err(_))` is the plugin's answer to

@@ -128,6 +128,8 @@ fn validate_name(name: &str) -> Result<()> {
 pub struct Counters {
     pub applied: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Store commits (batches that applied at least one event).
+    pub commits: AtomicU64,
 }
 
 /// A plugin ready to run.
