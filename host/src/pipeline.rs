@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -173,10 +174,7 @@ pub fn apply_events(
         commit.state = instance.take_state_writes();
         match db.commit_batch(&commit) {
             Ok(entries) => {
-                plugin
-                    .counters
-                    .commits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                plugin.counters.commits.fetch_add(1, Relaxed);
                 outbox = entries;
                 instance.state_committed(std::mem::take(&mut commit.state));
             }
@@ -191,7 +189,6 @@ pub fn apply_events(
     }
     drop(instance);
     let count = |f: fn(&Verdict) -> bool| verdicts.iter().filter(|v| f(v)).count() as u64;
-    use std::sync::atomic::Ordering::Relaxed;
     plugin
         .counters
         .applied
@@ -232,10 +229,7 @@ pub fn process_deliveries(
     for (i, p) in parsed.into_iter().enumerate() {
         match p {
             Err(reason) => {
-                plugin
-                    .counters
-                    .dead_lettered
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                plugin.counters.dead_lettered.fetch_add(1, Relaxed);
                 verdicts.push(Some(Verdict::DeadLetter(reason)));
             }
             Ok(event) if already.contains(&event.id) || !seen.insert(event.id.clone()) => {

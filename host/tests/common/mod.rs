@@ -91,7 +91,11 @@ pub struct TestHost {
 impl TestHost {
     /// A host with the given plugins copied into its plugins folder.
     pub async fn start(plugins: &[&str]) -> Self {
-        switchyard::telemetry::init(false);
+        // Logs go through the test harness: shown for a failing test only.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,lapin=warn"))
+            .with_test_writer()
+            .try_init();
         let dirs = tempfile::tempdir().unwrap();
         let plugin_dir = dirs.path().join("plugins");
         std::fs::create_dir_all(&plugin_dir).unwrap();
