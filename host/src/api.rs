@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::broker::BrokerStatus;
@@ -159,7 +160,7 @@ async fn health(State(s): State<AppState>) -> Response {
 async fn data_view(
     State(s): State<AppState>,
     params: Result<Query<PageParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Paged<Box<RawValue>>>, ApiError> {
     let plugin = s
         .registry
         .all()
@@ -175,7 +176,7 @@ async fn plugin_view(
     State(s): State<AppState>,
     Path((plugin, view)): Path<(String, String)>,
     params: Result<Query<PageParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Paged<Box<RawValue>>>, ApiError> {
     let plugin = s
         .registry
         .get(&plugin)
@@ -193,7 +194,7 @@ async fn serve_view(
     plugin: Arc<LoadedPlugin>,
     view: &str,
     params: PageParams,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Paged<Box<RawValue>>>, ApiError> {
     let limit = params.limit()?;
     let view = view.to_owned();
     let answer = blocking(move || {
@@ -214,13 +215,16 @@ async fn serve_view(
         .map_err(ApiError::BadRequest)?;
     let items = page
         .items
-        .iter()
-        .map(|item| serde_json::from_str::<Value>(item))
+        .into_iter()
+        .map(RawValue::from_string)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
             ApiError::Plugin(format!("plugin {} returned invalid JSON: {e}", plugin.name))
         })?;
-    Ok(Json(json!({ "items": items, "next": page.next })))
+    Ok(Json(Paged {
+        items,
+        next: page.next,
+    }))
 }
 
 /// Makes event ids for API writes unique within this process's lifetime.
@@ -300,32 +304,55 @@ async fn collection(
     State(s): State<AppState>,
     Path(name): Path<String>,
     params: Result<Query<PageParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Paged<KeyedDocument>>, ApiError> {
     let params = params?.0;
     let limit = params.limit()?;
     let page = blocking(move || s.db.scan(&name, params.after.as_deref(), limit)).await??;
     let items = page
         .entries
         .into_iter()
-        .map(|(key, doc)| {
-            let document = serde_json::from_str::<Value>(&doc).unwrap_or(Value::String(doc));
-            json!({ "key": key, "document": document })
+        .map(|(key, doc)| KeyedDocument {
+            key,
+            document: stored_json(doc),
         })
-        .collect::<Vec<_>>();
-    Ok(Json(json!({ "items": items, "next": page.next })))
+        .collect();
+    Ok(Json(Paged {
+        items,
+        next: page.next,
+    }))
 }
 
 async fn document(
     State(s): State<AppState>,
     Path((name, key)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     let (n, k) = (name.clone(), key.clone());
     let doc = blocking(move || s.db.document(&n, &k)).await??;
     let doc = doc
         .ok_or_else(|| ApiError::NotFound(format!("no document {key:?} in collection {name:?}")))?;
-    Ok(Json(
-        serde_json::from_str(&doc).unwrap_or(Value::String(doc)),
-    ))
+    Ok(Json(stored_json(doc)))
+}
+
+/// A page of any listing: `{"items": [...], "next": <cursor or null>}`.
+#[derive(Serialize)]
+struct Paged<T> {
+    items: Vec<T>,
+    next: Option<String>,
+}
+
+#[derive(Serialize)]
+struct KeyedDocument {
+    key: String,
+    document: Box<RawValue>,
+}
+
+/// A stored document, served as it was written (field order kept). The
+/// pipeline checked it is JSON before storing it.
+fn stored_json(doc: String) -> Box<RawValue> {
+    RawValue::from_string(doc).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "stored document is not JSON; serving it as a string");
+        RawValue::from_string("null".to_owned()).expect("null is JSON")
+    })
 }
 
 async fn plugins(State(s): State<AppState>) -> Json<Value> {

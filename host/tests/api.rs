@@ -29,6 +29,21 @@ async fn post_analytics_data_accepts_the_legacy_body_and_rejects_bad_ones() {
         }], "next": null})
     );
 
+    // Served as the plugin wrote it: the legacy field order is kept.
+    let text = host
+        .http
+        .get(format!("{}/analytics/data", host.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"{"customer":{"id":"c1","name":"ann","email":"ann@test.com"},"products":[{"id":"p1","name":"Laptop","stock":3}"#),
+        "{text}"
+    );
+
     let bad: Vec<(&str, String, u16, &str)> = vec![
         ("application/json", "{\"customer\": ".into(), 400, ""),
         ("application/json", "[1,2]".into(), 400, "JSON object"),
