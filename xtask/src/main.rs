@@ -201,6 +201,8 @@ fn test(args: &[String]) -> Result<()> {
         "-p",
         "switchyard-merge",
         "-p",
+        "switchyard-counter",
+        "-p",
         "xtask",
     ];
     cargo_args.extend(args.iter().map(String::as_str));

@@ -91,6 +91,11 @@ pub struct TestHost {
 impl TestHost {
     /// A host with the given plugins copied into its plugins folder.
     pub async fn start(plugins: &[&str]) -> Self {
+        Self::start_with(plugins, |_| {}).await
+    }
+
+    /// Like [`TestHost::start`], with settings changed by `adjust`.
+    pub async fn start_with(plugins: &[&str], adjust: impl FnOnce(&mut Config)) -> Self {
         // Logs go through the test harness: shown for a failing test only.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info,lapin=warn"))
@@ -109,6 +114,7 @@ impl TestHost {
         config.data = dirs.path().join("data");
         config.exchange = unique("sy-test-exchange");
         config.queue_prefix = unique("sy-test");
+        adjust(&mut config);
         let mut host = Self {
             config,
             running: None,

@@ -4,8 +4,10 @@
 //! state key `count` and upserts `counts/total` as `{"count": <n>}`, so an
 //! event applied twice (or lost) shows as a wrong count. A body with a
 //! top-level string field `"reject"` is rejected with that string as the
-//! reason, without touching state. Deliberately no serde: the field is found
-//! by a plain scan of the text.
+//! reason, without touching state. A field `"misbehave"` makes it behave as a
+//! hostile plugin would: `"trap"` panics, `"spin"` loops forever, `"hog"`
+//! allocates without end, `"retry"` asks for a retry. Deliberately no serde:
+//! fields are found by a plain scan of the text.
 
 // The generated export glue is `unsafe`; nothing else in the crate is.
 #![allow(unsafe_code)]
@@ -33,8 +35,15 @@ impl Guest for Counter {
     }
 
     fn handle(event: Event) -> Result<Vec<Action>, HandleError> {
-        if let Some(reason) = reject_field(&event.body) {
+        if let Some(reason) = string_field(&event.body, "reject") {
             return Err(HandleError::Reject(reason));
+        }
+        match string_field(&event.body, "misbehave").as_deref() {
+            Some("trap") => panic!("counter told to trap"),
+            Some("spin") => spin(),
+            Some("hog") => hog(),
+            Some("retry") => return Err(HandleError::Retry("counter told to retry".to_owned())),
+            _ => {}
         }
         let count = match state::get(COUNT_KEY) {
             None => 0,
@@ -63,17 +72,35 @@ impl Guest for Counter {
 
 export!(Counter);
 
-/// The string value of the first `"reject"` key in `body`, with the common
+/// Never returns: the host's deadline has to stop it.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates (and touches) memory until the host's memory cap stops it.
+fn hog() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1; 1 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+/// The string value of the first `"<name>"` key in `body`, with the common
 /// escapes undone (`\uXXXX` only for characters outside the surrogates).
 ///
 /// A scan, not a parser: it does not check that the key is at the top level
 /// or that `"reject"` is a key rather than text inside another string. Good
 /// enough for the test bodies this fixture is sent.
-fn reject_field(body: &str) -> Option<String> {
+fn string_field(body: &str, name: &str) -> Option<String> {
+    let quoted = format!("\"{name}\"");
     let mut rest = body;
     loop {
-        let at = rest.find("\"reject\"")?;
-        rest = &rest[at + "\"reject\"".len()..];
+        let at = rest.find(&quoted)?;
+        rest = &rest[at + quoted.len()..];
         let Some(value) = rest.trim_start().strip_prefix(':') else {
             continue;
         };
@@ -105,10 +132,11 @@ fn reject_field(body: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::reject_field;
+    use super::string_field;
 
     #[test]
     fn finds_the_reject_string() {
+        let reject_field = |body| string_field(body, "reject");
         assert_eq!(
             reject_field(r#"{"reject": "bad event"}"#).as_deref(),
             Some("bad event")
@@ -124,5 +152,9 @@ mod tests {
         assert_eq!(reject_field(r#"{"reject": 5}"#), None);
         assert_eq!(reject_field(r#"{"reject": "unterminated"#), None);
         assert_eq!(reject_field(r#"{"id": "c1"}"#), None);
+        assert_eq!(
+            string_field(r#"{"misbehave": "spin"}"#, "misbehave").as_deref(),
+            Some("spin")
+        );
     }
 }

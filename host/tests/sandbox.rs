@@ -1,0 +1,72 @@
+//! The plugin sandbox: a plugin that traps, loops forever or allocates
+//! without end costs one dead-lettered event with the reason; its instance
+//! is replaced and the events around it are applied exactly once.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{TestBroker, TestHost};
+use serde_json::json;
+
+fn event(id: &str, extra: serde_json::Value) -> (String, Vec<u8>) {
+    let mut body = json!({"eventId": id, "id": "x"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    ("test.event".to_string(), serde_json::to_vec(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_a_loop_and_a_memory_hog_each_cost_one_dead_letter() {
+    let host = TestHost::start_with(&["counter"], |c| {
+        c.plugin_timeout_ms = 200;
+        c.plugin_memory_mib = 16;
+    })
+    .await;
+    host.wait_healthy().await;
+    let broker = TestBroker::connect(&host.config).await;
+    let started = Instant::now();
+    broker
+        .publish_many(&[
+            event("good-1", json!({})),
+            event("trap", json!({"misbehave": "trap"})),
+            event("good-2", json!({})),
+            event("spin", json!({"misbehave": "spin"})),
+            event("good-3", json!({})),
+            event("hog", json!({"misbehave": "hog"})),
+            event("good-4", json!({})),
+        ])
+        .await;
+    host.wait_counts("counter", 4, 3).await;
+    // The loop was cut by the 200 ms deadline, not left to run.
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let (_, total) = host.get("/analytics/collections/counts/total").await;
+    assert_eq!(
+        total,
+        json!({"count": 4}),
+        "the good events applied once each"
+    );
+    let dead = broker
+        .drain_exactly(&host.config.dead_letter_queue("counter"), 3)
+        .await;
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|(_, _, h)| {
+            h.iter()
+                .find(|(k, _)| k == "x-switchyard-reason")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    assert!(reasons[0].starts_with("trap:"), "{reasons:?}");
+    assert_eq!(reasons[1], "timeout");
+    assert_eq!(reasons[2], "memory limit");
+    host.cleanup(&["counter"]).await;
+}
