@@ -350,7 +350,7 @@ struct KeyedDocument {
 /// pipeline checked it is JSON before storing it.
 fn stored_json(doc: String) -> Box<RawValue> {
     RawValue::from_string(doc).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "stored document is not JSON; serving it as a string");
+        tracing::warn!(error = %e, "stored document is not JSON; serving null");
         RawValue::from_string("null".to_owned()).expect("null is JSON")
     })
 }

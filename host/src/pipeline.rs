@@ -381,7 +381,7 @@ impl Consumer {
         self.flush_outbox(&publisher).await?;
         let queue = self.config.queue_name(&self.plugin.name);
         let tag = format!("switchyard-{}", self.plugin.name);
-        let consumer = channel
+        let mut consumer = channel
             .basic_consume(
                 ShortString::from(queue.as_str()),
                 ShortString::from(tag.as_str()),
@@ -390,7 +390,6 @@ impl Consumer {
             )
             .await
             .with_context(|| format!("consuming {queue:?}"))?;
-        let mut consumer = consumer;
         let mut outbox_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let first = tokio::select! {
