@@ -112,6 +112,11 @@ impl Config {
         Duration::from_secs(self.dedupe_retention_hours * 3600)
     }
 
+    /// The name the host's AMQP connection shows in the broker's tools.
+    pub fn connection_name(&self) -> String {
+        format!("switchyard {}", self.queue_prefix)
+    }
+
     /// The queue a plugin consumes.
     pub fn queue_name(&self, plugin: &str) -> String {
         format!("{}.{plugin}", self.queue_prefix)

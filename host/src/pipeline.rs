@@ -294,7 +294,7 @@ impl Pipeline {
     /// One connection's life: declare, consume, and return when it breaks
     /// (`Err`) or on shutdown (`Ok`, after in-flight batches are settled).
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
-        let name = format!("switchyard {}", self.config.queue_prefix);
+        let name = self.config.connection_name();
         let connect = broker::connect(&self.config.amqp_url, &name);
         let connection = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

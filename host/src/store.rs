@@ -171,7 +171,9 @@ impl Store {
                 let sql = format!(
                     "SELECT event_id FROM applied_events WHERE plugin = ? AND event_id IN ({marks})"
                 );
-                let mut stmt = c.prepare_cached(&sql)?;
+                // Not `prepare_cached`: one text per batch length would evict
+                // the statements that are worth caching.
+                let mut stmt = c.prepare(&sql)?;
                 let params = std::iter::once(&plugin).chain(chunk.iter());
                 let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0))?;
                 for id in rows {

@@ -12,18 +12,17 @@ use serde_json::json;
 
 /// Closes the host's AMQP connection from the broker side, as a broker
 /// restart or a network cut would.
-fn close_host_connection(prefix: &str) {
+fn close_host_connection(connection_name: &str) {
     let listed = Command::new("rabbitmqctl")
         .args(["list_connections", "-q", "pid", "client_properties"])
         .output()
         .expect("rabbitmqctl is installed with RabbitMQ");
     let text = String::from_utf8_lossy(&listed.stdout);
-    let needle = format!("switchyard {prefix}");
     let pid = text
         .lines()
-        .find(|l| l.contains(&needle))
+        .find(|l| l.contains(connection_name))
         .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no connection named {needle:?} in:\n{text}"));
+        .unwrap_or_else(|| panic!("no connection named {connection_name:?} in:\n{text}"));
     let closed = Command::new("rabbitmqctl")
         .args(["close_connection", pid, "test: simulated connection loss"])
         .status()
@@ -48,7 +47,7 @@ async fn the_host_reconnects_after_losing_the_broker_and_loses_nothing() {
     };
     broker.publish_many(&batch(0, 2000)).await;
     host.wait_counts("counter", 100, 0).await;
-    close_host_connection(&host.config.queue_prefix);
+    close_host_connection(&host.config.connection_name());
     // Published while the host is reconnecting: the durable queue keeps them.
     broker.publish_many(&batch(2000, 4000)).await;
     common::eventually("the host to reconnect", Duration::from_secs(30), || async {

@@ -275,7 +275,7 @@ impl TestHost {
 /// A test's own AMQP connection, to publish like the existing producers do
 /// and to read dead letters.
 pub struct TestBroker {
-    _connection: Connection,
+    connection: Connection,
     pub channel: Channel,
     exchange: String,
 }
@@ -291,7 +291,7 @@ impl TestBroker {
             .await
             .unwrap();
         Self {
-            _connection: connection,
+            connection,
             channel,
             exchange: config.exchange.clone(),
         }
@@ -300,7 +300,7 @@ impl TestBroker {
     /// Closes the channel, then the connection (dropping them races the two).
     pub async fn close(self) {
         let _ = self.channel.close(200, "done".into()).await;
-        let _ = self._connection.close(200, "done".into()).await;
+        let _ = self.connection.close(200, "done".into()).await;
     }
 
     /// Publishes as the Spring producers do (JSON, persistent, `__TypeId__`)
