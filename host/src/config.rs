@@ -4,9 +4,12 @@
 //! Precedence: built-in defaults, then environment variables, then
 //! command-line flags (a flag wins over its variable).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use anyhow::{Result, bail};
 
 /// How the host connects, where it keeps things and how hard it works.
 #[derive(Debug, Clone, clap::Args)]
@@ -83,21 +86,87 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Bearer token the write and admin routes require (`Authorization:
+    /// Bearer <token>`); absent or empty leaves them open to anyone who can
+    /// reach the port. Never logged nor shown by `--help` or `Debug`.
+    #[arg(long, env = "SWITCHYARD_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<ApiToken>,
+
+    /// Require the token for reads too: every route but `/health`. Needs
+    /// `api_token`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_PROTECT_READS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub protect_reads: bool,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "SWITCHYARD_LOG_JSON")]
     pub log_json: bool,
 }
 
+/// A secret the API compares requests against. `Debug` shows only that it
+/// is set, so a logged or printed configuration never carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    /// The token itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+impl From<String> for ApiToken {
+    fn from(token: String) -> Self {
+        Self(token)
+    }
+}
+
+impl From<&str> for ApiToken {
+    fn from(token: &str) -> Self {
+        Self(token.to_owned())
+    }
+}
+
 impl Config {
     /// A configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
+        Self::from_args(&[]).expect("the defaults parse")
+    }
+
+    /// Parses `switchyard run`'s flags (and the environment), as `main` does.
+    fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Only {
             #[command(flatten)]
             config: Config,
         }
-        Only::parse_from(["switchyard"]).config
+        let args = std::iter::once("switchyard").chain(args.iter().copied());
+        Only::try_parse_from(args).map(|only| only.config)
+    }
+
+    /// Refuses settings that contradict each other.
+    pub fn check(&self) -> Result<()> {
+        if self.protect_reads && self.auth_token().is_none() {
+            bail!(
+                "--protect-reads (SWITCHYARD_PROTECT_READS) needs an API token (--api-token or SWITCHYARD_API_TOKEN)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The token the API requires, if any: an empty one counts as none.
+    pub fn auth_token(&self) -> Option<&ApiToken> {
+        self.api_token.as_ref().filter(|t| !t.0.is_empty())
     }
 
     pub fn batch_linger(&self) -> Duration {
@@ -171,5 +240,39 @@ mod tests {
         assert_eq!(c.exchange, "integration.exchange");
         assert_eq!(c.queue_name("merge"), "switchyard.merge");
         assert_eq!(c.dead_letter_queue("merge"), "switchyard.merge.dlq");
+        assert!(c.auth_token().is_none());
+        assert!(!c.protect_reads);
+    }
+
+    #[test]
+    fn the_api_token_never_shows_in_debug_output() {
+        let c = Config::from_args(&["--api-token", "hunter2-s3cret"]).unwrap();
+        assert_eq!(c.auth_token().map(ApiToken::expose), Some("hunter2-s3cret"));
+        let printed = format!("{c:?} {c:#?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("api_token: Some(ApiToken(<redacted>))"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn an_empty_token_is_no_token() {
+        let c = Config::from_args(&["--api-token", ""]).unwrap();
+        assert!(c.auth_token().is_none());
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn protecting_reads_needs_a_token() {
+        let open = Config::from_args(&["--protect-reads"]).unwrap();
+        let error = open.check().unwrap_err().to_string();
+        assert!(error.contains("needs an API token"), "{error}");
+        let empty = Config::from_args(&["--protect-reads", "--api-token", ""]).unwrap();
+        assert!(empty.check().is_err());
+        Config::from_args(&["--protect-reads", "--api-token", "t"])
+            .unwrap()
+            .check()
+            .unwrap();
     }
 }

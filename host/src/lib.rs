@@ -58,6 +58,7 @@ impl Running {
 /// Everything stops when `shutdown` is cancelled: consumers finish and
 /// acknowledge the batch in flight, then the HTTP server drains.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running> {
+    config.check()?;
     let config = Arc::new(config);
     let data = config.data.clone();
     let db = Arc::new(
