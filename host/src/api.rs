@@ -2,6 +2,11 @@
 //! document collections, plugin views and the plugin list. JSON everywhere;
 //! every error is `{"error": "<what is wrong>"}`.
 //!
+//! Access: with an API token configured, the write and admin routes (one
+//! sub-router, [`write_routes`]) need `Authorization: Bearer <token>`; the
+//! read routes ([`read_routes`]) too when `protect_reads` is on. `/health`
+//! is always open.
+//!
 //! The API knows no domain: `GET /analytics/data` is the `data` view of the
 //! plugin that serves one, and `POST /analytics/data` is an `analytics.data`
 //! event handed to the plugins subscribed to that key.
@@ -10,17 +15,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::broker::BrokerStatus;
-use crate::config::Config;
+use crate::config::{ApiToken, Config};
 use crate::pipeline::{Verdict, apply_events};
 use crate::plugins::bindings::Event;
 use crate::plugins::{LoadedPlugin, PluginRegistry};
@@ -47,16 +54,118 @@ pub struct AppState {
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let mut reads = read_routes();
+    let mut writes = write_routes();
+    if let Some(token) = state.config.auth_token() {
+        let check = Arc::new(TokenCheck::new(token));
+        writes = writes.route_layer(middleware::from_fn_with_state(
+            Arc::clone(&check),
+            require_token,
+        ));
+        if state.config.protect_reads {
+            reads = reads.route_layer(middleware::from_fn_with_state(check, require_token));
+        }
+    }
     Router::new()
         .route("/health", get(health))
-        .route("/analytics/data", get(data_view).post(post_data))
+        .merge(reads)
+        .merge(writes)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// The routes that only read: open unless `protect_reads` is on.
+fn read_routes() -> Router<AppState> {
+    Router::new()
+        .route("/analytics/data", get(data_view))
         .route("/analytics/collections/{name}", get(collection))
         .route("/analytics/collections/{name}/{key}", get(document))
         .route("/analytics/views/{plugin}/{view}", get(plugin_view))
         .route("/plugins", get(plugins))
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+}
+
+/// The routes that change something, and admin routes: every one added here
+/// needs the API token when one is set.
+fn write_routes() -> Router<AppState> {
+    Router::new().route("/analytics/data", post(post_data))
+}
+
+/// The configured token, kept as its SHA-256 digest so that a presented
+/// token is compared in time that does not depend on where they differ.
+struct TokenCheck {
+    digest: [u8; 32],
+}
+
+impl TokenCheck {
+    fn new(token: &ApiToken) -> Self {
+        Self {
+            digest: Sha256::digest(token.expose().as_bytes()).into(),
+        }
+    }
+
+    fn accepts(&self, presented: &[u8]) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        // No early exit: every byte is looked at whatever the others are.
+        let difference = presented
+            .iter()
+            .zip(&self.digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        difference == 0
+    }
+}
+
+/// Lets the request through only with `Authorization: Bearer <the token>`.
+async fn require_token(
+    State(check): State<Arc<TokenCheck>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match bearer_token(request.headers()) {
+        Err(e) => e.into_response(),
+        Ok(presented) if !check.accepts(presented) => {
+            ApiError::Unauthorized(Unauthorized::WrongToken).into_response()
+        }
+        Ok(_) => next.run(request).await,
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is
+/// case-insensitive), as bytes: it is only ever hashed.
+fn bearer_token(headers: &HeaderMap) -> Result<&[u8], ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(Unauthorized::Missing))?
+        .as_bytes();
+    let malformed = ApiError::Unauthorized(Unauthorized::NotBearer);
+    let space = value.iter().position(|&b| b == b' ').ok_or(malformed)?;
+    let (scheme, token) = (&value[..space], value[space..].trim_ascii());
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
+        return Err(ApiError::Unauthorized(Unauthorized::NotBearer));
+    }
+    Ok(token)
+}
+
+/// Why a request was not let through. The presented token is never shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    Missing,
+    NotBearer,
+    WrongToken,
+}
+
+impl std::fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unauthorized::Missing => {
+                "this route needs an API token: send the header Authorization: Bearer <token>"
+            }
+            Unauthorized::NotBearer => {
+                "the Authorization header must be of the form: Bearer <token>"
+            }
+            Unauthorized::WrongToken => "the API token is wrong",
+        })
+    }
 }
 
 /// Why a request failed; the only error type handlers return.
@@ -66,6 +175,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Unauthorized(Unauthorized),
     /// An axum extractor refused the request (bad JSON, too large...).
     #[error("{1}")]
     Rejected(StatusCode, String),
@@ -84,6 +195,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Rejected(status, _) => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(_) => StatusCode::BAD_GATEWAY,
@@ -92,7 +204,18 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if let ApiError::Unauthorized(why) = self {
+            let challenge = match why {
+                Unauthorized::WrongToken => r#"Bearer realm="switchyard", error="invalid_token""#,
+                Unauthorized::Missing | Unauthorized::NotBearer => r#"Bearer realm="switchyard""#,
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }
 

@@ -82,7 +82,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .await
         .with_context(|| format!("binding the HTTP API to {}", config.http))?;
     let http_addr = listener.local_addr()?;
-    tracing::info!(%http_addr, "HTTP API listening");
+    match (config.auth_token(), config.protect_reads) {
+        (None, _) => tracing::warn!(
+            %http_addr,
+            "HTTP API listening with no API token: anyone who reaches it can write"
+        ),
+        (Some(_), false) => {
+            tracing::info!(%http_addr, "HTTP API listening; writes need the API token")
+        }
+        (Some(_), true) => tracing::info!(
+            %http_addr,
+            "HTTP API listening; every route but /health needs the API token"
+        ),
+    }
 
     let tasks = TaskTracker::new();
     let router = api::router(api::AppState {
