@@ -1,6 +1,7 @@
 //! The HTTP API (axum): health, the analytics read and write routes, the
 //! document collections, plugin views and the plugin list. JSON everywhere;
-//! every error is `{"error": "<what is wrong>"}`.
+//! every error is `{"error": "<what is wrong>"}`, and a malformed request is
+//! a 4xx, never a 5xx.
 //!
 //! Access: with an API token configured, the write and admin routes (one
 //! sub-router, [`write_routes`]) need `Authorization: Bearer <token>`; the
@@ -14,7 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reads)
         .merge(writes)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -177,6 +179,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Unauthorized(Unauthorized),
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
     /// An axum extractor refused the request (bad JSON, too large...).
     #[error("{1}")]
     Rejected(StatusCode, String),
@@ -196,6 +200,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Rejected(status, _) => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(_) => StatusCode::BAD_GATEWAY,
@@ -228,6 +233,12 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::Rejected(r.status(), r.body_text())
     }
 }
 
@@ -297,9 +308,10 @@ async fn data_view(
 
 async fn plugin_view(
     State(s): State<AppState>,
-    Path((plugin, view)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Paged<Box<RawValue>>>, ApiError> {
+    let Path((plugin, view)) = path?;
     let plugin = s
         .registry
         .get(&plugin)
@@ -425,9 +437,10 @@ async fn post_data(
 
 async fn collection(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Paged<KeyedDocument>>, ApiError> {
+    let Path(name) = name?;
     let params = params?.0;
     let limit = params.limit()?;
     let page = blocking(move || s.db.scan(&name, params.after.as_deref(), limit)).await??;
@@ -447,8 +460,9 @@ async fn collection(
 
 async fn document(
     State(s): State<AppState>,
-    Path((name, key)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Box<RawValue>>, ApiError> {
+    let Path((name, key)) = path?;
     let (n, k) = (name.clone(), key.clone());
     let doc = blocking(move || s.db.document(&n, &k)).await??;
     let doc = doc
