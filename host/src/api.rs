@@ -12,8 +12,9 @@
 //! plugin that serves one, and `POST /analytics/data` is an `analytics.data`
 //! event handed to the plugins subscribed to that key.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -50,6 +51,8 @@ pub struct AppState {
     pub db: Arc<Store>,
     pub registry: Arc<PluginRegistry>,
     pub broker: Arc<BrokerStatus>,
+    /// Idempotency keys of the API writes in progress.
+    pub writes_in_flight: Arc<InFlight>,
 }
 
 /// Every route of the API.
@@ -170,6 +173,35 @@ impl std::fmt::Display for Unauthorized {
     }
 }
 
+/// The idempotency keys of API writes under way, so that a retry which
+/// arrives while its first attempt still runs is told so (409) instead of
+/// racing it to the store.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashSet<String>>);
+
+impl InFlight {
+    /// Claims `key` until the returned guard is dropped; `None` if taken.
+    fn claim(self: &Arc<Self>, key: &str) -> Option<InFlightKey> {
+        let mut keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        keys.insert(key.to_owned()).then(|| InFlightKey {
+            set: Arc::clone(self),
+            key: key.to_owned(),
+        })
+    }
+}
+
+struct InFlightKey {
+    set: Arc<InFlight>,
+    key: String,
+}
+
+impl Drop for InFlightKey {
+    fn drop(&mut self) {
+        let mut keys = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
+        keys.remove(&self.key);
+    }
+}
+
 /// Why a request failed; the only error type handlers return.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -181,6 +213,8 @@ pub enum ApiError {
     Unauthorized(Unauthorized),
     #[error("this route does not take that method")]
     MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
     /// An axum extractor refused the request (bad JSON, too large...).
     #[error("{1}")]
     Rejected(StatusCode, String),
@@ -201,6 +235,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Rejected(status, _) => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(_) => StatusCode::BAD_GATEWAY,
@@ -406,6 +441,11 @@ async fn post_data(
             API_EVENT_SEQ.fetch_add(1, Ordering::Relaxed)
         ),
     };
+    // Checking that the event is new and applying it are two steps: a retry
+    // arriving in between would apply it a second time.
+    let mut claim = s.writes_in_flight.claim(&id).ok_or_else(|| {
+        ApiError::Conflict("a request with this Idempotency-Key is still being applied".into())
+    })?;
     let event = Event {
         id: id.clone(),
         routing_key: ANALYTICS_DATA_KEY.to_owned(),
@@ -415,14 +455,24 @@ async fn post_data(
     let mut applied = Vec::new();
     for plugin in plugins {
         let (db, event) = (Arc::clone(&s.db), event.clone());
-        let (plugin, verdict, outbox) = blocking(move || {
-            if db.applied_by(&plugin.name, &event.id)?.is_some() {
-                return Ok::<_, anyhow::Error>((plugin, Verdict::Duplicate, Vec::new()));
-            }
-            let (mut verdicts, outbox) = apply_events(&plugin, &db, std::slice::from_ref(&event));
-            Ok((plugin, verdicts.remove(0), outbox))
+        // The claim travels with the work: a client that hangs up does not
+        // free the key while its write still runs.
+        let (returned, plugin, outcome) = blocking(move || {
+            let outcome = db
+                .applied_by(&plugin.name, &event.id)
+                .map(|done| match done {
+                    Some(_) => (Verdict::Duplicate, Vec::new()),
+                    None => {
+                        let (mut verdicts, outbox) =
+                            apply_events(&plugin, &db, std::slice::from_ref(&event));
+                        (verdicts.remove(0), outbox)
+                    }
+                });
+            (claim, plugin, outcome)
         })
-        .await??;
+        .await?;
+        claim = returned;
+        let (verdict, outbox) = outcome?;
         if !outbox.is_empty() {
             plugin.note_outbox();
         }

@@ -102,6 +102,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         db: Arc::clone(&db),
         registry: Arc::clone(&registry),
         broker: Arc::clone(&broker),
+        writes_in_flight: Default::default(),
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {
