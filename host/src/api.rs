@@ -21,9 +21,9 @@ use serde_json::{Value, json};
 
 use crate::broker::BrokerStatus;
 use crate::config::Config;
-use crate::pipeline::{Verdict, apply_events};
+use crate::pipeline::{Incoming, Verdict, apply_events};
 use crate::plugins::bindings::Event;
-use crate::plugins::{LoadedPlugin, PluginRegistry};
+use crate::plugins::{PluginRegistry, PluginSlot};
 use crate::store::{Store, now_ms};
 use crate::topic;
 
@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/analytics/collections/{name}/{key}", get(document))
         .route("/analytics/views/{plugin}/{view}", get(plugin_view))
         .route("/plugins", get(plugins))
+        .route("/plugins/{name}/versions", get(plugin_versions))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -165,7 +166,7 @@ async fn data_view(
         .registry
         .all()
         .into_iter()
-        .find(|p| p.serves_view(DATA_VIEW))
+        .find(|p| p.current().serves_view(DATA_VIEW))
         .ok_or_else(|| {
             ApiError::Unavailable(format!("no loaded plugin serves the view {DATA_VIEW:?}"))
         })?;
@@ -181,7 +182,7 @@ async fn plugin_view(
         .registry
         .get(&plugin)
         .ok_or_else(|| ApiError::NotFound(format!("no plugin named {plugin:?}")))?;
-    if !plugin.serves_view(&view) {
+    if !plugin.current().serves_view(&view) {
         return Err(ApiError::NotFound(format!(
             "plugin {:?} has no view {view:?}",
             plugin.name
@@ -191,16 +192,18 @@ async fn plugin_view(
 }
 
 async fn serve_view(
-    plugin: Arc<LoadedPlugin>,
+    plugin: Arc<PluginSlot>,
     view: &str,
     params: PageParams,
 ) -> Result<Json<Paged<Box<RawValue>>>, ApiError> {
     let limit = params.limit()?;
     let view = view.to_owned();
     let answer = blocking(move || {
-        let result = plugin
-            .instance()
-            .view(&view, params.after.as_deref(), limit);
+        let version = plugin.current();
+        let mut instance = version.instance();
+        instance.sync_cache(plugin.state_generation());
+        let result = instance.view(&view, params.after.as_deref(), limit);
+        drop(instance);
         (plugin, result)
     })
     .await?;
@@ -239,12 +242,13 @@ async fn post_data(
     if !body.is_object() {
         return Err(ApiError::BadRequest("body must be a JSON object".into()));
     }
-    let plugins: Vec<Arc<LoadedPlugin>> = s
+    let plugins: Vec<Arc<PluginSlot>> = s
         .registry
         .all()
         .into_iter()
         .filter(|p| {
-            p.info
+            p.current()
+                .info
                 .subscriptions
                 .iter()
                 .any(|b| topic::matches(b, ANALYTICS_DATA_KEY))
@@ -284,7 +288,10 @@ async fn post_data(
             if db.applied_by(&plugin.name, &event.id)?.is_some() {
                 return Ok::<_, anyhow::Error>((plugin, Verdict::Duplicate, Vec::new()));
             }
-            let (mut verdicts, outbox) = apply_events(&plugin, &db, std::slice::from_ref(&event));
+            let incoming = Incoming { event, hops: 0 };
+            let version = plugin.current();
+            let (mut verdicts, outbox) =
+                apply_events(&plugin, &version, &db, std::slice::from_ref(&incoming));
             Ok((plugin, verdicts.remove(0), outbox))
         })
         .await??;
@@ -358,24 +365,36 @@ fn stored_json(doc: String) -> Box<RawValue> {
 async fn plugins(State(s): State<AppState>) -> Json<Value> {
     let plugins: Vec<Value> = s
         .registry
-        .all()
-        .iter()
+        .status()
+        .into_iter()
         .map(|p| {
-            json!({
-                "name": p.name,
-                "version": p.info.version,
-                "sha256": p.sha256,
-                "file": p.file,
-                "world": "switchyard:plugin/transformer@0.1.0",
-                "subscriptions": p.info.subscriptions,
-                "views": p.info.views,
-                "queue": s.config.queue_name(&p.name),
-                "loaded_at_ms": p.loaded_at_ms,
-                "events_applied": p.counters.applied.load(Ordering::Relaxed),
-                "dead_lettered": p.counters.dead_lettered.load(Ordering::Relaxed),
-                "commits": p.counters.commits.load(Ordering::Relaxed),
-            })
+            let queue = s.config.queue_name(&p.name);
+            let mut entry = serde_json::to_value(p).unwrap_or_default();
+            entry["queue"] = Value::String(queue);
+            entry
         })
         .collect();
     Json(json!({ "plugins": plugins, "failed": s.registry.failures() }))
+}
+
+/// How many events each version of a plugin applied (by sha256), within
+/// the deduplication retention window.
+async fn plugin_versions(
+    State(s): State<AppState>,
+    Path(plugin): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let current = s.registry.get(&plugin).map(|p| p.current().sha256.clone());
+    let db = Arc::clone(&s.db);
+    let name = plugin.clone();
+    let counts = blocking(move || db.applied_by_version(&name)).await??;
+    if current.is_none() && counts.is_empty() {
+        return Err(ApiError::NotFound(format!("no plugin named {plugin:?}")));
+    }
+    let versions: Vec<Value> = counts
+        .into_iter()
+        .map(|(sha256, applied)| json!({ "sha256": sha256, "events_applied": applied }))
+        .collect();
+    Ok(Json(
+        json!({ "name": plugin, "current": current, "versions": versions }),
+    ))
 }

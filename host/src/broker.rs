@@ -60,14 +60,9 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-/// Declares a plugin's queue, its bindings and its dead-letter queue.
-/// Idempotent: the broker keeps what already exists, messages included.
-pub async fn declare_plugin_queue(
-    channel: &Channel,
-    config: &Config,
-    plugin: &str,
-    binding_keys: &[String],
-) -> Result<()> {
+/// Declares a plugin's queue and its dead-letter queue. Idempotent: the
+/// broker keeps what already exists, messages and bindings included.
+pub async fn declare_plugin_queue(channel: &Channel, config: &Config, plugin: &str) -> Result<()> {
     let queue = config.queue_name(plugin);
     let dlx = config.dead_letter_exchange(plugin);
     let dlq = config.dead_letter_queue(plugin);
@@ -109,7 +104,13 @@ pub async fn declare_plugin_queue(
         .queue_declare(ShortString::from(queue.as_str()), durable_queue(), args)
         .await
         .with_context(|| format!("declaring queue {queue:?}"))?;
-    for key in binding_keys {
+    Ok(())
+}
+
+/// Binds a plugin's queue to the exchange with each of `keys`.
+pub async fn bind(channel: &Channel, config: &Config, plugin: &str, keys: &[String]) -> Result<()> {
+    let queue = config.queue_name(plugin);
+    for key in keys {
         channel
             .queue_bind(
                 ShortString::from(queue.as_str()),
@@ -120,6 +121,34 @@ pub async fn declare_plugin_queue(
             )
             .await
             .with_context(|| format!("binding {queue:?} to {:?} with {key:?}", config.exchange))?;
+    }
+    Ok(())
+}
+
+/// Removes the bindings `keys` of a plugin's queue; messages already in the
+/// queue stay.
+pub async fn unbind(
+    channel: &Channel,
+    config: &Config,
+    plugin: &str,
+    keys: &[String],
+) -> Result<()> {
+    let queue = config.queue_name(plugin);
+    for key in keys {
+        channel
+            .queue_unbind(
+                ShortString::from(queue.as_str()),
+                ShortString::from(config.exchange.as_str()),
+                ShortString::from(key.as_str()),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "unbinding {queue:?} from {:?} with {key:?}",
+                    config.exchange
+                )
+            })?;
     }
     Ok(())
 }

@@ -23,9 +23,17 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_HTTP", default_value = "0.0.0.0:8003")]
     pub http: SocketAddr,
 
-    /// Folder whose `*.wasm` files are loaded as plugins at start.
+    /// Folder of plugins: every `*.wasm` in it is loaded at start, and one
+    /// that lands, changes or goes while the host runs is loaded, replaced
+    /// or unloaded on the spot.
     #[arg(long, env = "SWITCHYARD_PLUGINS", default_value = "plugins")]
     pub plugins: PathBuf,
+
+    /// Milliseconds between full rescans of the plugins folder, the safety
+    /// net under file-system notifications (which some mounts, such as
+    /// network or VM-shared folders, do not deliver). 0 turns it off.
+    #[arg(long, env = "SWITCHYARD_PLUGINS_RESCAN_MS", default_value_t = 2000)]
+    pub plugins_rescan_ms: u64,
 
     /// Folder of the embedded store (`switchyard.db` and its WAL files).
     #[arg(long, env = "SWITCHYARD_DATA", default_value = "data")]
@@ -79,6 +87,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
 
+    /// Times an event may be republished from plugin to plugin (a chain
+    /// `a -> b -> c` is 2 hops). An event past the limit is dead-lettered:
+    /// this stops plugins that feed each other in a loop.
+    #[arg(long, env = "SWITCHYARD_MAX_HOPS", default_value_t = 10)]
+    pub max_hops: u32,
+
     /// Largest HTTP request body accepted, in bytes (413 beyond).
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -106,6 +120,16 @@ impl Config {
 
     pub fn plugin_timeout(&self) -> Duration {
         Duration::from_millis(self.plugin_timeout_ms)
+    }
+
+    /// `None` when the periodic rescan is off.
+    pub fn plugins_rescan(&self) -> Option<Duration> {
+        (self.plugins_rescan_ms > 0).then(|| Duration::from_millis(self.plugins_rescan_ms))
+    }
+
+    /// Where compiled plugins are cached between runs.
+    pub fn compile_cache(&self) -> PathBuf {
+        self.data.join("compiled")
     }
 
     pub fn dedupe_retention(&self) -> Duration {

@@ -69,13 +69,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         Arc::clone(&db),
         config.plugin_timeout(),
         config.plugin_memory_mib * 1024 * 1024,
+        Some(&config.compile_cache()),
     )?;
-    let dir = config.plugins.clone();
-    let registry = Arc::new(
-        tokio::task::spawn_blocking(move || PluginRegistry::load_dir(&engine, &dir))
-            .await
-            .context("plugin loader panicked")??,
-    );
+    let registry = Arc::new(PluginRegistry::new(engine, &config.plugins));
+    let scanning = Arc::clone(&registry);
+    tokio::task::spawn_blocking(move || scanning.scan())
+        .await
+        .context("plugin loader panicked")??;
     let broker = Arc::new(broker::BrokerStatus::default());
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -84,6 +84,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tracing::info!(%http_addr, "HTTP API listening");
 
     let tasks = TaskTracker::new();
+    let watcher = plugins::watcher::spawn(
+        Arc::clone(&registry),
+        config.plugins_rescan(),
+        shutdown.clone(),
+    )?;
+    tasks.spawn(async move {
+        let _ = watcher.await;
+    });
     let router = api::router(api::AppState {
         config: Arc::clone(&config),
         db: Arc::clone(&db),

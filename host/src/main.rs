@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
 use switchyard::Config;
@@ -89,14 +90,24 @@ fn check_plugin(file: &std::path::Path) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
     let db = Arc::new(Store::open(&scratch)?);
     let config = Config::defaults();
-    let engine = PluginEngine::new(db, config.plugin_timeout(), config.plugin_memory_mib << 20)?;
-    let loaded = engine
-        .load(file)
+    let engine = PluginEngine::new(
+        db,
+        config.plugin_timeout(),
+        config.plugin_memory_mib << 20,
+        None,
+    )?;
+    let loaded = std::fs::read(file)
+        .context("reading the file")
+        .and_then(|wasm| {
+            let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
+            engine.load(file, &wasm, &sha256)
+        })
         .with_context(|| format!("loading plugin {}", file.display()));
     let _ = std::fs::remove_dir_all(&scratch);
     let plugin = loaded?;
     println!("name:          {}", plugin.name);
     println!("version:       {}", plugin.info.version);
+    println!("world:         {}", plugin.world);
     println!("sha256:        {}", plugin.sha256);
     println!("subscriptions: {}", plugin.info.subscriptions.join(", "));
     println!("views:         {}", plugin.info.views.join(", "));
