@@ -5,7 +5,7 @@
 //!   test fixtures in `target/test-plugins/<name>.wasm`
 //! - `run`    build (release), make sure a broker is reachable, run the host
 //! - `test`   build the plugins, make sure a broker is reachable, run all tests
-//! - `bench`  build the plugins, run the throughput benchmark
+//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, or both)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -31,7 +31,7 @@ fn main() {
         Some("build") => build_plugins().and_then(|()| cargo(&["build", "-p", "switchyard"])),
         Some("run") => run(&args[1..]),
         Some("test") => test(&args[1..]),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("lint") => lint(),
         _ => {
             eprintln!("usage: cargo xtask <build|run|test|bench|lint> [args]");
@@ -260,10 +260,19 @@ fn test(args: &[String]) -> Result<()> {
     cargo(&cargo_args)
 }
 
-fn bench() -> Result<()> {
+/// `cargo xtask bench [throughput|reload]`: one benchmark, or both.
+fn bench(which: &[String]) -> Result<()> {
+    let benches: Vec<&str> = match which.first().map(String::as_str) {
+        None => vec!["throughput", "reload"],
+        Some(name @ ("throughput" | "reload")) => vec![name],
+        Some(other) => bail!("unknown benchmark {other:?}: throughput or reload"),
+    };
     build_plugins()?;
     ensure_broker()?;
-    cargo(&["bench", "-p", "switchyard", "--bench", "throughput"])
+    for name in benches {
+        cargo(&["bench", "-p", "switchyard", "--bench", name])?;
+    }
+    Ok(())
 }
 
 fn lint() -> Result<()> {
