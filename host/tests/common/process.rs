@@ -95,6 +95,8 @@ impl ChildHost {
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("run")
             .env("AMQP_URL", &c.amqp_url)
+            // The log is a file: no colour codes in it.
+            .env("NO_COLOR", "1")
             .arg("--http")
             .arg(c.http.to_string())
             .arg("--plugins")
