@@ -3,6 +3,11 @@
 //! [`BROKER_LOCK_FILE`], taken with `flock(2)` as the `flock(1)` command
 //! does, so a script can join in (`flock /tmp/switchyard-broker.lock ...`).
 //! Many holders may share it; stopping the broker takes it alone.
+//!
+//! Every [`TestHost`](super::TestHost) holds it shared for its lifetime; a
+//! [`ChildHost`](super::process::ChildHost) does not, so that a test holding
+//! it exclusively can run one (the lock is per open file: the same process
+//! asking again would wait for itself).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::time::{Duration, Instant};

@@ -96,6 +96,8 @@ pub struct TestHost {
     pub base: String,
     pub http: reqwest::Client,
     _dirs: tempfile::TempDir,
+    /// Nobody stops the broker under this host (see [`broker_lock`]).
+    _broker_up: broker_lock::BrokerLock,
 }
 
 impl TestHost {
@@ -111,6 +113,7 @@ impl TestHost {
             .with_env_filter(tracing_subscriber::EnvFilter::new("info,lapin=warn"))
             .with_test_writer()
             .try_init();
+        let broker_up = broker_lock::BrokerLock::shared().await;
         let dirs = tempfile::tempdir().unwrap();
         let plugin_dir = dirs.path().join("plugins");
         std::fs::create_dir_all(&plugin_dir).unwrap();
@@ -132,6 +135,7 @@ impl TestHost {
             base: String::new(),
             http: reqwest::Client::new(),
             _dirs: dirs,
+            _broker_up: broker_up,
         };
         host.boot().await;
         host
