@@ -26,8 +26,9 @@ use super::{customer_event, producer_properties};
 /// missing) application visible, `merge` keeps the latest state.
 pub const PLUGINS: &[&str] = &["counter", "merge"];
 
-/// The seed of a test's random choices: `SWITCHYARD_TEST_SEED` to replay a
-/// run, else the clock. Printed, so a failure can be replayed.
+/// The seed of a test's random choices: `SWITCHYARD_TEST_SEED` to replay
+/// them (the stream and the points struck; not the timing), else the clock.
+/// Printed, so that a failing run can be replayed.
 pub fn test_seed() -> u64 {
     let seed = match std::env::var("SWITCHYARD_TEST_SEED") {
         Ok(text) => text.parse().expect("SWITCHYARD_TEST_SEED is a u64"),
@@ -46,7 +47,7 @@ pub struct CustomerWorkload {
     pub messages: Vec<(String, Vec<u8>)>,
     /// Distinct event ids: what each plugin must apply, exactly.
     pub distinct: usize,
-    /// Messages that repeat an earlier event id.
+    /// Messages that repeat another's event id (sent before or after it).
     pub duplicates: usize,
     event_ids: Vec<String>,
     /// Customer id to the document `customers/<id>` must end as.
