@@ -301,7 +301,7 @@ async fn post_data(
         match verdict {
             Verdict::Applied | Verdict::Duplicate => applied.push(plugin.name.clone()),
             Verdict::DeadLetter(reason) => return Err(ApiError::BadRequest(reason)),
-            Verdict::Requeue(reason) => return Err(ApiError::Unavailable(reason)),
+            Verdict::Retry(reason) => return Err(ApiError::Unavailable(reason)),
         }
     }
     Ok(Json(json!({ "eventId": id, "appliedBy": applied })))

@@ -5,7 +5,9 @@
 //! Topology per plugin `p` (prefix `switchyard` by default):
 //! `integration.exchange` --(p's binding keys)--> queue `switchyard.p`
 //! (durable, dead-letter exchange `switchyard.p.dlx`) and fanout exchange
-//! `switchyard.p.dlx` --> queue `switchyard.p.dlq`.
+//! `switchyard.p.dlx` --> queue `switchyard.p.dlq`; and retry queues
+//! `switchyard.p.retry-<delay>ms` whose messages expire back into
+//! `switchyard.p` after their delay.
 
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +106,28 @@ pub async fn declare_plugin_queue(channel: &Channel, config: &Config, plugin: &s
         .queue_declare(ShortString::from(queue.as_str()), durable_queue(), args)
         .await
         .with_context(|| format!("declaring queue {queue:?}"))?;
+    for delay_ms in config.retry_delays_ms() {
+        let retry = config.retry_queue(plugin, delay_ms);
+        let mut args = FieldTable::default();
+        // Messages wait out the TTL, then the broker dead-letters them
+        // through the default exchange straight back into the plugin's queue.
+        args.insert(
+            ShortString::from("x-message-ttl"),
+            AMQPValue::LongLongInt(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from("")),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            AMQPValue::LongString(LongString::from(queue.as_str())),
+        );
+        channel
+            .queue_declare(ShortString::from(retry.as_str()), durable_queue(), args)
+            .await
+            .with_context(|| format!("declaring retry queue {retry:?}"))?;
+    }
     Ok(())
 }
 

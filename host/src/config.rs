@@ -87,6 +87,22 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
 
+    /// Times the plugin is handed an event that keeps failing transiently
+    /// (it answers `retry`, or the store is unavailable) before the event
+    /// is dead-lettered with the attempt count.
+    #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// Milliseconds before the first retry; each further retry waits twice
+    /// as long, up to `retry_max_delay_ms`. Waiting events sit in retry
+    /// queues, so the rest of the plugin's queue flows meanwhile.
+    #[arg(long, env = "SWITCHYARD_RETRY_DELAY_MS", default_value_t = 1000)]
+    pub retry_delay_ms: u64,
+
+    /// Longest wait between two attempts, in milliseconds.
+    #[arg(long, env = "SWITCHYARD_RETRY_MAX_DELAY_MS", default_value_t = 60_000)]
+    pub retry_max_delay_ms: u64,
+
     /// Times an event may be republished from plugin to plugin (a chain
     /// `a -> b -> c` is 2 hops). An event past the limit is dead-lettered:
     /// this stops plugins that feed each other in a loop.
@@ -151,6 +167,30 @@ impl Config {
         format!("{}.{plugin}.dlx", self.queue_prefix)
     }
 
+    /// The wait before retry number `attempt` (1 for the first retry):
+    /// `retry_delay_ms` doubled for each earlier retry, capped.
+    pub fn retry_delay_ms(&self, attempt: u32) -> u64 {
+        let doubled = self
+            .retry_delay_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(32));
+        doubled.min(self.retry_max_delay_ms).max(1)
+    }
+
+    /// Every distinct retry delay, shortest first: one retry queue each.
+    pub fn retry_delays_ms(&self) -> Vec<u64> {
+        let mut delays: Vec<u64> = (1..self.max_attempts.max(1))
+            .map(|a| self.retry_delay_ms(a))
+            .collect();
+        delays.dedup();
+        delays
+    }
+
+    /// The queue where a plugin's events wait `delay_ms` before going back
+    /// to its queue (messages expire from it into the plugin's queue).
+    pub fn retry_queue(&self, plugin: &str, delay_ms: u64) -> String {
+        format!("{}.{plugin}.retry-{delay_ms}ms", self.queue_prefix)
+    }
+
     /// The queue that keeps a plugin's dead letters.
     pub fn dead_letter_queue(&self, plugin: &str) -> String {
         format!("{}.{plugin}.dlq", self.queue_prefix)
@@ -195,5 +235,26 @@ mod tests {
         assert_eq!(c.exchange, "integration.exchange");
         assert_eq!(c.queue_name("merge"), "switchyard.merge");
         assert_eq!(c.dead_letter_queue("merge"), "switchyard.merge.dlq");
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let mut c = Config::defaults();
+        assert_eq!(c.retry_delays_ms(), vec![1000, 2000, 4000, 8000]);
+        c.max_attempts = 10;
+        c.retry_max_delay_ms = 20_000;
+        assert_eq!(c.retry_delay_ms(1), 1000);
+        assert_eq!(c.retry_delay_ms(5), 16_000);
+        assert_eq!(c.retry_delay_ms(9), 20_000);
+        assert_eq!(
+            c.retry_delays_ms(),
+            vec![1000, 2000, 4000, 8000, 16_000, 20_000]
+        );
+        assert_eq!(
+            c.retry_queue("merge", 1000),
+            "switchyard.merge.retry-1000ms"
+        );
+        c.max_attempts = 1;
+        assert!(c.retry_delays_ms().is_empty(), "one attempt: never retried");
     }
 }

@@ -4,6 +4,8 @@
 //! Map of the crate:
 //! - [`config`], every setting, its default and its trade-off;
 //! - [`broker`], RabbitMQ connection, topology, confirmed publishing;
+//! - [`headers`], the AMQP headers Switchyard reads and writes;
+//! - [`dead_letters`], listing and replaying a plugin's dead letters;
 //! - [`plugins`], the wasmtime engine, the WIT bindings, loading, the registry;
 //! - [`pipeline`], batch -> plugin -> one store commit -> publish -> ack;
 //! - [`store`], the embedded SQLite store (documents, state, applied ids);
@@ -16,6 +18,8 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod dead_letters;
+pub mod headers;
 pub mod pipeline;
 pub mod plugins;
 pub mod store;

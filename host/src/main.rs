@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
-use switchyard::Config;
 use switchyard::plugins::PluginEngine;
 use switchyard::store::Store;
+use switchyard::{Config, dead_letters};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +32,37 @@ enum Command {
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// A plugin's dead-letter queue: see what failed and why, and send it
+    /// back through the plugin's current version.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Show a plugin's dead letters, oldest first; they stay in the queue.
+    List {
+        /// The plugin's name.
+        plugin: String,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where the broker is and how queues are named (as for `run`).
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+    /// Send every dead letter of a plugin back to its queue, to be handled
+    /// by the plugin's current version with a fresh set of attempts.
+    Replay {
+        /// The plugin's name.
+        plugin: String,
+        /// Where the broker is and how queues are named (as for `run`).
+        #[command(flatten)]
+        config: Box<Config>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -71,7 +102,72 @@ async fn dispatch(command: Command) -> Result<()> {
             switchyard::run(*config, shutdown).await
         }
         Command::Plugin(PluginCommand::Check { file }) => check_plugin(&file),
+        Command::Dlq(DlqCommand::List {
+            plugin,
+            limit,
+            json,
+            config,
+        }) => list_dead_letters(&config, &plugin, limit, json).await,
+        Command::Dlq(DlqCommand::Replay { plugin, config }) => {
+            let connection = connect(&config).await?;
+            let replayed = dead_letters::replay(&connection, &config, &plugin).await;
+            let _ = connection.close(200, "bye".into()).await;
+            println!("replayed {} dead letters of {plugin}", replayed?);
+            Ok(())
+        }
     }
+}
+
+async fn connect(config: &Config) -> Result<lapin::Connection> {
+    switchyard::broker::connect(&config.amqp_url, "switchyard dlq").await
+}
+
+async fn list_dead_letters(config: &Config, plugin: &str, limit: usize, json: bool) -> Result<()> {
+    let connection = connect(config).await?;
+    let listed = dead_letters::list(&connection, config, plugin, limit).await;
+    let _ = connection.close(200, "bye".into()).await;
+    let (letters, total) = listed?;
+    if json {
+        for letter in &letters {
+            println!("{}", serde_json::to_string(letter)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{total} dead letters in {}{}",
+        config.dead_letter_queue(plugin),
+        if (total as usize) > letters.len() {
+            format!(", the oldest {} shown", letters.len())
+        } else {
+            String::new()
+        }
+    );
+    for l in &letters {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!();
+        println!("event    {}", opt(&l.event_id));
+        println!("key      {}", l.routing_key);
+        println!("reason   {}", opt(&l.reason));
+        println!(
+            "attempts {}",
+            l.attempts.map_or("-".to_string(), |a| a.to_string())
+        );
+        println!(
+            "version  {}",
+            opt(&l
+                .plugin_version
+                .as_ref()
+                .map(|v| v.chars().take(12).collect()))
+        );
+        println!(
+            "failed   {}",
+            l.failed_at_ms
+                .map_or("-".to_string(), |t| format!("{t} ms"))
+        );
+        let body: String = l.body.chars().take(200).collect();
+        println!("body     {body}");
+    }
+    Ok(())
 }
 
 /// SIGINT or SIGTERM cancels `shutdown`.

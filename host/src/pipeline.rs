@@ -16,10 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
@@ -28,20 +26,13 @@ use tracing::Instrument;
 
 use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
 use crate::config::{Config, redact_url};
+use crate::headers;
 use crate::plugins::bindings::{Action, Event};
 use crate::plugins::{LoadedPlugin, PluginRegistry, PluginSlot};
 use crate::store::{BatchCommit, DocumentWrite, OutboxEntry, PublishWrite, Store, now_ms};
 
-/// How long a batch holding a transient failure waits before the failed
-/// deliveries are requeued, so that a failing dependency is not hammered.
-const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
-
 /// How long one connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Header counting how many plugins published an event in turn: absent on
-/// events from outside, 1 on an event a plugin published, and so on.
-pub const HOPS_HEADER: &str = "x-switchyard-hops";
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +43,9 @@ pub enum Verdict {
     Duplicate,
     /// Bad event: send to the dead-letter queue with the reason, acknowledge.
     DeadLetter(String),
-    /// Transient failure: requeue for another try.
-    Requeue(String),
+    /// Transient failure: try again after a backoff (dead-lettered once the
+    /// attempts run out).
+    Retry(String),
 }
 
 /// An event to hand to a plugin, and how many plugins published it before.
@@ -84,23 +76,18 @@ pub fn parse_event(routing_key: &str, body: &[u8], received_at_ms: u64) -> Resul
     })
 }
 
-/// The hop count an event carries (0 when absent or unreadable).
-pub fn hops_of(headers: Option<&FieldTable>) -> u32 {
-    let Some(value) = headers.and_then(|h| h.inner().get(HOPS_HEADER)) else {
-        return 0;
-    };
-    let n: i64 = match value {
-        AMQPValue::ShortShortInt(n) => (*n).into(),
-        AMQPValue::ShortShortUInt(n) => (*n).into(),
-        AMQPValue::ShortInt(n) => (*n).into(),
-        AMQPValue::ShortUInt(n) => (*n).into(),
-        AMQPValue::LongInt(n) => (*n).into(),
-        AMQPValue::LongUInt(n) => (*n).into(),
-        AMQPValue::LongLongInt(n) => *n,
-        AMQPValue::LongString(s) => s.to_string().trim().parse().unwrap_or(0),
-        _ => 0,
-    };
-    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+/// The routing key the event was published with: a retry or a replay
+/// reaches the plugin's queue directly and carries it in a header.
+pub fn routing_key_of(delivery: &Delivery) -> String {
+    headers::text(delivery.properties.headers().as_ref(), headers::ROUTING_KEY)
+        .unwrap_or_else(|| delivery.routing_key.to_string())
+}
+
+/// How many times the plugin failed this delivery before.
+fn attempts_before(delivery: &Delivery) -> u32 {
+    headers::int(delivery.properties.headers().as_ref(), headers::ATTEMPTS)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
 }
 
 /// Turns a plugin's actions for one event into store writes and events to
@@ -207,7 +194,7 @@ pub fn apply_events(
                 }
                 Err(reason) => Verdict::DeadLetter(reason),
             },
-            Err(e) if e.is_transient() => Verdict::Requeue(e.to_string()),
+            Err(e) if e.is_transient() => Verdict::Retry(e.to_string()),
             Err(e) => Verdict::DeadLetter(e.to_string()),
         };
         instance.finish_event(verdict == Verdict::Applied);
@@ -227,7 +214,7 @@ pub fn apply_events(
                 let reason = format!("store commit failed: {e:#}");
                 tracing::error!(plugin = %slot.name, error = %reason, "batch not committed; requeueing");
                 for v in verdicts.iter_mut().filter(|v| **v == Verdict::Applied) {
-                    *v = Verdict::Requeue(reason.clone());
+                    *v = Verdict::Retry(reason.clone());
                 }
             }
         }
@@ -258,14 +245,17 @@ pub fn process_deliveries(
     let parsed: Vec<Result<Incoming, String>> = deliveries
         .iter()
         .map(|d| {
-            let hops = hops_of(d.properties.headers().as_ref());
+            let hops = u32::try_from(
+                headers::int(d.properties.headers().as_ref(), headers::HOPS).unwrap_or(0),
+            )
+            .unwrap_or(0);
             if hops > max_hops {
                 return Err(format!(
                     "hop limit exceeded: published by {hops} plugins in turn (limit {max_hops}); \
                      do plugins feed each other in a loop?"
                 ));
             }
-            let event = parse_event(d.routing_key.as_str(), &d.data, received)?;
+            let event = parse_event(&routing_key_of(d), &d.data, received)?;
             Ok(Incoming { event, hops })
         })
         .collect();
@@ -277,7 +267,7 @@ pub fn process_deliveries(
         Ok(already) => already,
         Err(e) => {
             let reason = format!("store unavailable: {e:#}");
-            return (vec![Verdict::Requeue(reason); deliveries.len()], Vec::new());
+            return (vec![Verdict::Retry(reason); deliveries.len()], Vec::new());
         }
     };
     let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(deliveries.len());
@@ -649,8 +639,10 @@ impl Consumer {
         Ok(batch)
     }
 
-    /// Publishes what the commit promised, dead-letters what was rejected,
-    /// requeues what failed transiently, then acknowledges the rest.
+    /// Publishes what the commit promised, then dead-letters what was
+    /// rejected and sends what failed transiently to a retry queue (or, out
+    /// of attempts, to the dead letters), all with confirms, then
+    /// acknowledges the whole batch.
     async fn settle(
         &self,
         channel: &Channel,
@@ -662,81 +654,92 @@ impl Consumer {
     ) -> Result<()> {
         self.publish_outbox(publisher, outbox).await?;
 
-        let dead: Vec<Outgoing> = deliveries
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(d, v)| match v {
-                Verdict::DeadLetter(reason) => Some(self.dead_letter(version, d, reason)),
-                _ => None,
-            })
-            .collect();
-        if !dead.is_empty() {
-            publisher
-                .publish_all(&dead)
-                .await
-                .context("publishing dead letters")?;
-        }
-
-        let requeue: Vec<u64> = deliveries
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(d, v)| matches!(v, Verdict::Requeue(_)).then_some(d.delivery_tag))
-            .collect();
-        if !requeue.is_empty() {
-            tracing::warn!(count = requeue.len(), reason = ?verdicts.iter().find(|v| matches!(v, Verdict::Requeue(_))), "requeueing after a transient failure");
-            tokio::time::sleep(REQUEUE_PAUSE).await;
-            for tag in &requeue {
-                channel
-                    .basic_nack(
-                        *tag,
-                        BasicNackOptions {
-                            multiple: false,
-                            requeue: true,
-                        },
-                    )
-                    .await
-                    .context("requeueing a delivery")?;
+        let mut failed = Vec::new();
+        for (delivery, verdict) in deliveries.iter().zip(verdicts) {
+            let attempts = attempts_before(delivery) + 1;
+            match verdict {
+                Verdict::Applied | Verdict::Duplicate => {}
+                Verdict::DeadLetter(reason) => {
+                    failed.push(self.dead_letter(version, delivery, reason, attempts));
+                }
+                Verdict::Retry(reason) if attempts >= self.config.max_attempts => {
+                    self.slot.counters.dead_lettered.fetch_add(1, Relaxed);
+                    let reason = format!("{reason} (gave up after {attempts} attempts)");
+                    failed.push(self.dead_letter(version, delivery, &reason, attempts));
+                }
+                Verdict::Retry(reason) => failed.push(self.retry(delivery, reason, attempts)),
             }
         }
-        let last_settled = deliveries
-            .iter()
-            .map(|d| d.delivery_tag)
-            .filter(|tag| !requeue.contains(tag))
-            .max();
-        if let Some(tag) = last_settled {
+        if !failed.is_empty() {
+            publisher
+                .publish_all(&failed)
+                .await
+                .context("publishing dead letters and retries")?;
+        }
+        if let Some(last) = deliveries.iter().map(|d| d.delivery_tag).max() {
             channel
-                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .basic_ack(last, BasicAckOptions { multiple: true })
                 .await
                 .context("acknowledging a batch")?;
         }
         Ok(())
     }
 
-    fn dead_letter(&self, version: &LoadedPlugin, delivery: &Delivery, reason: &str) -> Outgoing {
+    /// The delivery, diagnosed, for the plugin's dead-letter queue: body,
+    /// properties and original routing key untouched, plus the headers of
+    /// [`headers::DIAGNOSIS`].
+    fn dead_letter(
+        &self,
+        version: &LoadedPlugin,
+        delivery: &Delivery,
+        reason: &str,
+        attempts: u32,
+    ) -> Outgoing {
         let event_id = serde_json::from_slice::<Value>(&delivery.data)
             .ok()
             .and_then(|v| v.get("eventId").and_then(Value::as_str).map(str::to_owned));
         tracing::warn!(
             event_id = event_id.as_deref().unwrap_or("-"),
             reason,
+            attempts,
             "event dead-lettered"
         );
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        let mut add = |k: &str, v: String| {
-            headers.insert(
-                ShortString::from(k),
-                AMQPValue::LongString(LongString::from(v)),
-            );
-        };
-        add("x-switchyard-reason", reason.to_owned());
-        add("x-switchyard-plugin", self.slot.name.clone());
-        add("x-switchyard-plugin-version", version.sha256.clone());
-        add("x-switchyard-failed-at-ms", now_ms().to_string());
+        let now = now_ms();
+        let received = delivery.properties.headers().clone().unwrap_or_default();
+        let first_failed =
+            headers::int(Some(&received), headers::FIRST_FAILED_AT_MS).unwrap_or(now);
+        let mut table = headers::without(&received, &[headers::RETRY_REASON]);
+        headers::set_text(&mut table, headers::REASON, reason);
+        headers::set_text(&mut table, headers::PLUGIN, self.slot.name.clone());
+        headers::set_text(&mut table, headers::PLUGIN_VERSION, version.sha256.clone());
+        headers::set_int(&mut table, headers::FAILED_AT_MS, now);
+        headers::set_int(&mut table, headers::FIRST_FAILED_AT_MS, first_failed);
+        headers::set_int(&mut table, headers::ATTEMPTS, attempts.into());
         Outgoing {
             exchange: self.config.dead_letter_exchange(&self.slot.name),
-            routing_key: delivery.routing_key.to_string(),
+            routing_key: routing_key_of(delivery),
             body: delivery.data.clone(),
-            properties: delivery.properties.clone().with_headers(headers),
+            properties: delivery.properties.clone().with_headers(table),
+        }
+    }
+
+    /// The delivery, for the retry queue whose delay suits its attempt:
+    /// it comes back to the plugin's queue when the delay has passed.
+    fn retry(&self, delivery: &Delivery, reason: &str, attempts: u32) -> Outgoing {
+        let delay_ms = self.config.retry_delay_ms(attempts);
+        tracing::info!(reason, attempts, delay_ms, "event will be retried");
+        let mut table = delivery.properties.headers().clone().unwrap_or_default();
+        if headers::int(Some(&table), headers::FIRST_FAILED_AT_MS).is_none() {
+            headers::set_int(&mut table, headers::FIRST_FAILED_AT_MS, now_ms());
+        }
+        headers::set_text(&mut table, headers::ROUTING_KEY, routing_key_of(delivery));
+        headers::set_text(&mut table, headers::RETRY_REASON, reason);
+        headers::set_int(&mut table, headers::ATTEMPTS, attempts.into());
+        Outgoing {
+            exchange: String::new(),
+            routing_key: self.config.retry_queue(&self.slot.name, delay_ms),
+            body: delivery.data.clone(),
+            properties: delivery.properties.clone().with_headers(table),
         }
     }
 
@@ -747,17 +750,14 @@ impl Consumer {
         let messages: Vec<Outgoing> = outbox
             .iter()
             .map(|e| {
-                let mut headers =
-                    broker::string_headers([("x-switchyard-source", e.plugin.clone())]);
-                headers.insert(
-                    ShortString::from(HOPS_HEADER),
-                    AMQPValue::LongLongInt(e.hops.into()),
-                );
+                let mut table = FieldTable::default();
+                headers::set_text(&mut table, headers::SOURCE, e.plugin.clone());
+                headers::set_int(&mut table, headers::HOPS, e.hops.into());
                 Outgoing::json_event(
                     &self.config.exchange,
                     &e.routing_key,
                     e.body.clone().into_bytes(),
-                    headers,
+                    table,
                 )
             })
             .collect();
@@ -842,24 +842,6 @@ mod tests {
             "one hop more than the event it came from"
         );
         assert_eq!(publish[1].body, r#"{"eventId":"own"}"#);
-    }
-
-    #[test]
-    fn hop_counts_are_read_from_any_integer_header() {
-        let table = |v: AMQPValue| {
-            let mut t = FieldTable::default();
-            t.insert(ShortString::from(HOPS_HEADER), v);
-            t
-        };
-        assert_eq!(hops_of(None), 0);
-        assert_eq!(hops_of(Some(&FieldTable::default())), 0);
-        assert_eq!(hops_of(Some(&table(AMQPValue::LongLongInt(7)))), 7);
-        assert_eq!(hops_of(Some(&table(AMQPValue::ShortShortUInt(2)))), 2);
-        assert_eq!(hops_of(Some(&table(AMQPValue::LongInt(-5)))), 0);
-        assert_eq!(
-            hops_of(Some(&table(AMQPValue::LongString("12".into())))),
-            12
-        );
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub struct OutboxEntry {
     pub plugin: String,
     pub routing_key: String,
     pub body: String,
-    /// How many plugins the event has passed through (see `pipeline::HOPS_HEADER`).
+    /// How many plugins the event has passed through (see `headers::HOPS`).
     pub hops: u32,
 }
 

@@ -270,7 +270,14 @@ impl TestHost {
 pub async fn delete_topology(config: &Config, plugins: &[&str]) {
     let broker = TestBroker::connect(config).await;
     for p in plugins {
-        for q in [config.queue_name(p), config.dead_letter_queue(p)] {
+        let retry_queues = config
+            .retry_delays_ms()
+            .into_iter()
+            .map(|ms| config.retry_queue(p, ms));
+        for q in [config.queue_name(p), config.dead_letter_queue(p)]
+            .into_iter()
+            .chain(retry_queues)
+        {
             let _ = broker
                 .channel
                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
