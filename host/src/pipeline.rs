@@ -334,7 +334,7 @@ impl Pipeline {
             }
             let reason = match result {
                 Ok(()) => "connection closed".to_owned(),
-                Err(e) => format!("{e:#}"),
+                Err(e) => crate::telemetry::error_chain(&e),
             };
             self.status.disconnected(reason.clone());
             if started.elapsed() > Duration::from_secs(30) {
