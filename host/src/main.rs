@@ -14,6 +14,9 @@ use switchyard::plugins::PluginEngine;
 use switchyard::store::Store;
 use switchyard::{Config, dead_letters};
 
+/// Longest a shutdown may take after SIGTERM or SIGINT.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
@@ -99,7 +102,20 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Run(config) => {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            switchyard::run(*config, shutdown).await
+            let run = switchyard::run(*config, shutdown.clone());
+            // Batches settle within a plugin deadline and a broker round
+            // trip; a host still busy after the grace period (a broker that
+            // stopped answering) exits anyway: its unacknowledged deliveries
+            // are redelivered, and recognised, after the restart.
+            tokio::select! {
+                ran = run => ran,
+                () = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } => anyhow::bail!(
+                    "still shutting down after {SHUTDOWN_GRACE:?}: exiting; unacknowledged events will be redelivered"
+                ),
+            }
         }
         Command::Plugin(PluginCommand::Check { file }) => check_plugin(&file),
         Command::Dlq(DlqCommand::List {
