@@ -422,7 +422,8 @@ async fn switchyard_end_to_end(url: &str, wasm: &Path, events: &[Message]) -> Re
             .iter()
             .map(|k| (*k).to_owned())
             .collect();
-        switchyard::broker::declare_plugin_queue(&admin, &config, PLUGIN, &keys).await?;
+        switchyard::broker::declare_plugin_queue(&admin, &config, PLUGIN).await?;
+        switchyard::broker::bind(&admin, &config, PLUGIN, &keys).await?;
         publish_all(&connection, &config.exchange, None, events).await?;
         run_host(config.clone(), events.len() as u64).await
     }
@@ -538,8 +539,11 @@ fn merge_cost(events: &[Message], wasm: &Path) -> Result<MergeCost> {
     // machine noise.
     let data = tempfile::tempdir()?;
     let db = Arc::new(Store::open(data.path())?);
-    let engine = PluginEngine::new(db, Duration::from_secs(10), 64 << 20)?;
-    let plugin = engine.load(wasm).context("loading merge.wasm")?;
+    let engine = PluginEngine::new(db, Duration::from_secs(10), 64 << 20, None)?;
+    let bytes = std::fs::read(wasm).context("reading merge.wasm")?;
+    let plugin = engine
+        .load(wasm, &bytes, "bench")
+        .context("loading merge.wasm")?;
     let mut instance = plugin.instance();
     let (mut native, mut wasm) = (Vec::new(), Vec::new());
     for _ in 0..MERGE_ROUNDS {

@@ -30,9 +30,9 @@ use sha2::{Digest, Sha256};
 
 use crate::broker::BrokerStatus;
 use crate::config::{ApiToken, Config};
-use crate::pipeline::{Verdict, apply_events};
+use crate::pipeline::{Incoming, Verdict, apply_events};
 use crate::plugins::bindings::Event;
-use crate::plugins::{LoadedPlugin, PluginRegistry};
+use crate::plugins::{PluginRegistry, PluginSlot};
 use crate::store::{Store, now_ms};
 use crate::topic;
 
@@ -88,12 +88,16 @@ fn read_routes() -> Router<AppState> {
         .route("/analytics/collections/{name}/{key}", get(document))
         .route("/analytics/views/{plugin}/{view}", get(plugin_view))
         .route("/plugins", get(plugins))
+        .route("/plugins/{name}/versions", get(plugin_versions))
+        .route("/plugins/{name}/dlq", get(list_dead_letters))
 }
 
 /// The routes that change something, and admin routes: every one added here
 /// needs the API token when one is set.
 fn write_routes() -> Router<AppState> {
-    Router::new().route("/analytics/data", post(post_data))
+    Router::new()
+        .route("/analytics/data", post(post_data))
+        .route("/plugins/{name}/dlq/replay", post(replay_dead_letters))
 }
 
 /// The configured token, kept as its SHA-256 digest so that a presented
@@ -334,7 +338,7 @@ async fn data_view(
         .registry
         .all()
         .into_iter()
-        .find(|p| p.serves_view(DATA_VIEW))
+        .find(|p| p.current().serves_view(DATA_VIEW))
         .ok_or_else(|| {
             ApiError::Unavailable(format!("no loaded plugin serves the view {DATA_VIEW:?}"))
         })?;
@@ -351,7 +355,7 @@ async fn plugin_view(
         .registry
         .get(&plugin)
         .ok_or_else(|| ApiError::NotFound(format!("no plugin named {plugin:?}")))?;
-    if !plugin.serves_view(&view) {
+    if !plugin.current().serves_view(&view) {
         return Err(ApiError::NotFound(format!(
             "plugin {:?} has no view {view:?}",
             plugin.name
@@ -361,16 +365,18 @@ async fn plugin_view(
 }
 
 async fn serve_view(
-    plugin: Arc<LoadedPlugin>,
+    plugin: Arc<PluginSlot>,
     view: &str,
     params: PageParams,
 ) -> Result<Json<Paged<Box<RawValue>>>, ApiError> {
     let limit = params.limit()?;
     let view = view.to_owned();
     let answer = blocking(move || {
-        let result = plugin
-            .instance()
-            .view(&view, params.after.as_deref(), limit);
+        let version = plugin.current();
+        let mut instance = version.instance();
+        instance.sync_cache(plugin.state_generation());
+        let result = instance.view(&view, params.after.as_deref(), limit);
+        drop(instance);
         (plugin, result)
     })
     .await?;
@@ -409,12 +415,13 @@ async fn post_data(
     if !body.is_object() {
         return Err(ApiError::BadRequest("body must be a JSON object".into()));
     }
-    let plugins: Vec<Arc<LoadedPlugin>> = s
+    let plugins: Vec<Arc<PluginSlot>> = s
         .registry
         .all()
         .into_iter()
         .filter(|p| {
-            p.info
+            p.current()
+                .info
                 .subscriptions
                 .iter()
                 .any(|b| topic::matches(b, ANALYTICS_DATA_KEY))
@@ -463,8 +470,10 @@ async fn post_data(
                 .map(|done| match done {
                     Some(_) => (Verdict::Duplicate, Vec::new()),
                     None => {
+                        let incoming = Incoming { event, hops: 0 };
+                        let version = plugin.current();
                         let (mut verdicts, outbox) =
-                            apply_events(&plugin, &db, std::slice::from_ref(&event));
+                            apply_events(&plugin, &version, &db, std::slice::from_ref(&incoming));
                         (verdicts.remove(0), outbox)
                     }
                 });
@@ -479,7 +488,7 @@ async fn post_data(
         match verdict {
             Verdict::Applied | Verdict::Duplicate => applied.push(plugin.name.clone()),
             Verdict::DeadLetter(reason) => return Err(ApiError::BadRequest(reason)),
-            Verdict::Requeue(reason) => return Err(ApiError::Unavailable(reason)),
+            Verdict::Retry(reason) => return Err(ApiError::Unavailable(reason)),
         }
     }
     Ok(Json(json!({ "eventId": id, "appliedBy": applied })))
@@ -545,24 +554,78 @@ fn stored_json(doc: String) -> Box<RawValue> {
 async fn plugins(State(s): State<AppState>) -> Json<Value> {
     let plugins: Vec<Value> = s
         .registry
-        .all()
-        .iter()
+        .status()
+        .into_iter()
         .map(|p| {
-            json!({
-                "name": p.name,
-                "version": p.info.version,
-                "sha256": p.sha256,
-                "file": p.file,
-                "world": "switchyard:plugin/transformer@0.1.0",
-                "subscriptions": p.info.subscriptions,
-                "views": p.info.views,
-                "queue": s.config.queue_name(&p.name),
-                "loaded_at_ms": p.loaded_at_ms,
-                "events_applied": p.counters.applied.load(Ordering::Relaxed),
-                "dead_lettered": p.counters.dead_lettered.load(Ordering::Relaxed),
-                "commits": p.counters.commits.load(Ordering::Relaxed),
-            })
+            let queue = s.config.queue_name(&p.name);
+            let mut entry = serde_json::to_value(p).unwrap_or_default();
+            entry["queue"] = Value::String(queue);
+            entry
         })
         .collect();
     Json(json!({ "plugins": plugins, "failed": s.registry.failures() }))
+}
+
+/// How many events each version of a plugin applied (by sha256), within
+/// the deduplication retention window.
+async fn plugin_versions(
+    State(s): State<AppState>,
+    Path(plugin): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let current = s.registry.get(&plugin).map(|p| p.current().sha256.clone());
+    let db = Arc::clone(&s.db);
+    let name = plugin.clone();
+    let counts = blocking(move || db.applied_by_version(&name)).await??;
+    if current.is_none() && counts.is_empty() {
+        return Err(ApiError::NotFound(format!("no plugin named {plugin:?}")));
+    }
+    let versions: Vec<Value> = counts
+        .into_iter()
+        .map(|(sha256, applied)| json!({ "sha256": sha256, "events_applied": applied }))
+        .collect();
+    Ok(Json(
+        json!({ "name": plugin, "current": current, "versions": versions }),
+    ))
+}
+
+/// A connection for an admin request on a plugin's dead letters; the
+/// plugin must be known here (loaded, or with applied events on record).
+async fn dead_letter_connection(s: &AppState, plugin: &str) -> Result<lapin::Connection, ApiError> {
+    if s.registry.get(plugin).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "no plugin named {plugin:?} is loaded"
+        )));
+    }
+    crate::broker::connect(&s.config.amqp_url, "switchyard admin")
+        .await
+        .map_err(|e| ApiError::Unavailable(crate::telemetry::error_chain(&e)))
+}
+
+/// `GET /plugins/{name}/dlq?limit=`: the oldest dead letters, left in place.
+async fn list_dead_letters(
+    State(s): State<AppState>,
+    Path(plugin): Path<String>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = params?.0.limit()?;
+    let connection = dead_letter_connection(&s, &plugin).await?;
+    let listed = crate::dead_letters::list(&connection, &s.config, &plugin, limit as usize).await;
+    let _ = connection.close(200, "bye".into()).await;
+    let (items, total) =
+        listed.map_err(|e| ApiError::Unavailable(crate::telemetry::error_chain(&e)))?;
+    Ok(Json(json!({ "total": total, "items": items })))
+}
+
+/// `POST /plugins/{name}/dlq/replay`: every dead letter back through the
+/// plugin's current version.
+async fn replay_dead_letters(
+    State(s): State<AppState>,
+    Path(plugin): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let connection = dead_letter_connection(&s, &plugin).await?;
+    let replayed = crate::dead_letters::replay(&connection, &s.config, &plugin).await;
+    let _ = connection.close(200, "bye".into()).await;
+    let replayed =
+        replayed.map_err(|e| ApiError::Unavailable(crate::telemetry::error_chain(&e)))?;
+    Ok(Json(json!({ "plugin": plugin, "replayed": replayed })))
 }

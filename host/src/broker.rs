@@ -5,7 +5,9 @@
 //! Topology per plugin `p` (prefix `switchyard` by default):
 //! `integration.exchange` --(p's binding keys)--> queue `switchyard.p`
 //! (durable, dead-letter exchange `switchyard.p.dlx`) and fanout exchange
-//! `switchyard.p.dlx` --> queue `switchyard.p.dlq`.
+//! `switchyard.p.dlx` --> queue `switchyard.p.dlq`; and retry queues
+//! `switchyard.p.retry-<delay>ms` whose messages expire back into
+//! `switchyard.p` after their delay.
 
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,14 +62,9 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-/// Declares a plugin's queue, its bindings and its dead-letter queue.
-/// Idempotent: the broker keeps what already exists, messages included.
-pub async fn declare_plugin_queue(
-    channel: &Channel,
-    config: &Config,
-    plugin: &str,
-    binding_keys: &[String],
-) -> Result<()> {
+/// Declares a plugin's queue and its dead-letter queue. Idempotent: the
+/// broker keeps what already exists, messages and bindings included.
+pub async fn declare_plugin_queue(channel: &Channel, config: &Config, plugin: &str) -> Result<()> {
     let queue = config.queue_name(plugin);
     let dlx = config.dead_letter_exchange(plugin);
     let dlq = config.dead_letter_queue(plugin);
@@ -109,7 +106,35 @@ pub async fn declare_plugin_queue(
         .queue_declare(ShortString::from(queue.as_str()), durable_queue(), args)
         .await
         .with_context(|| format!("declaring queue {queue:?}"))?;
-    for key in binding_keys {
+    for delay_ms in config.retry_delays_ms() {
+        let retry = config.retry_queue(plugin, delay_ms);
+        let mut args = FieldTable::default();
+        // Messages wait out the TTL, then the broker dead-letters them
+        // through the default exchange straight back into the plugin's queue.
+        args.insert(
+            ShortString::from("x-message-ttl"),
+            AMQPValue::LongLongInt(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from("")),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            AMQPValue::LongString(LongString::from(queue.as_str())),
+        );
+        channel
+            .queue_declare(ShortString::from(retry.as_str()), durable_queue(), args)
+            .await
+            .with_context(|| format!("declaring retry queue {retry:?}"))?;
+    }
+    Ok(())
+}
+
+/// Binds a plugin's queue to the exchange with each of `keys`.
+pub async fn bind(channel: &Channel, config: &Config, plugin: &str, keys: &[String]) -> Result<()> {
+    let queue = config.queue_name(plugin);
+    for key in keys {
         channel
             .queue_bind(
                 ShortString::from(queue.as_str()),
@@ -120,6 +145,34 @@ pub async fn declare_plugin_queue(
             )
             .await
             .with_context(|| format!("binding {queue:?} to {:?} with {key:?}", config.exchange))?;
+    }
+    Ok(())
+}
+
+/// Removes the bindings `keys` of a plugin's queue; messages already in the
+/// queue stay.
+pub async fn unbind(
+    channel: &Channel,
+    config: &Config,
+    plugin: &str,
+    keys: &[String],
+) -> Result<()> {
+    let queue = config.queue_name(plugin);
+    for key in keys {
+        channel
+            .queue_unbind(
+                ShortString::from(queue.as_str()),
+                ShortString::from(config.exchange.as_str()),
+                ShortString::from(key.as_str()),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "unbinding {queue:?} from {:?} with {key:?}",
+                    config.exchange
+                )
+            })?;
     }
     Ok(())
 }

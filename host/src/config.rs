@@ -26,9 +26,17 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_HTTP", default_value = "0.0.0.0:8003")]
     pub http: SocketAddr,
 
-    /// Folder whose `*.wasm` files are loaded as plugins at start.
+    /// Folder of plugins: every `*.wasm` in it is loaded at start, and one
+    /// that lands, changes or goes while the host runs is loaded, replaced
+    /// or unloaded on the spot.
     #[arg(long, env = "SWITCHYARD_PLUGINS", default_value = "plugins")]
     pub plugins: PathBuf,
+
+    /// Milliseconds between full rescans of the plugins folder, the safety
+    /// net under file-system notifications (which some mounts, such as
+    /// network or VM-shared folders, do not deliver). 0 turns it off.
+    #[arg(long, env = "SWITCHYARD_PLUGINS_RESCAN_MS", default_value_t = 2000)]
+    pub plugins_rescan_ms: u64,
 
     /// Folder of the embedded store (`switchyard.db` and its WAL files).
     #[arg(long, env = "SWITCHYARD_DATA", default_value = "data")]
@@ -81,6 +89,28 @@ pub struct Config {
     /// that its allocation fails and the event is dead-lettered.
     #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
+
+    /// Times the plugin is handed an event that keeps failing transiently
+    /// (it answers `retry`, or the store is unavailable) before the event
+    /// is dead-lettered with the attempt count.
+    #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// Milliseconds before the first retry; each further retry waits twice
+    /// as long, up to `retry_max_delay_ms`. Waiting events sit in retry
+    /// queues, so the rest of the plugin's queue flows meanwhile.
+    #[arg(long, env = "SWITCHYARD_RETRY_DELAY_MS", default_value_t = 1000)]
+    pub retry_delay_ms: u64,
+
+    /// Longest wait between two attempts, in milliseconds.
+    #[arg(long, env = "SWITCHYARD_RETRY_MAX_DELAY_MS", default_value_t = 60_000)]
+    pub retry_max_delay_ms: u64,
+
+    /// Times an event may be republished from plugin to plugin (a chain
+    /// `a -> b -> c` is 2 hops). An event past the limit is dead-lettered:
+    /// this stops plugins that feed each other in a loop.
+    #[arg(long, env = "SWITCHYARD_MAX_HOPS", default_value_t = 10)]
+    pub max_hops: u32,
 
     /// Largest HTTP request body accepted, in bytes (413 beyond).
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
@@ -177,6 +207,16 @@ impl Config {
         Duration::from_millis(self.plugin_timeout_ms)
     }
 
+    /// `None` when the periodic rescan is off.
+    pub fn plugins_rescan(&self) -> Option<Duration> {
+        (self.plugins_rescan_ms > 0).then(|| Duration::from_millis(self.plugins_rescan_ms))
+    }
+
+    /// Where compiled plugins are cached between runs.
+    pub fn compile_cache(&self) -> PathBuf {
+        self.data.join("compiled")
+    }
+
     pub fn dedupe_retention(&self) -> Duration {
         Duration::from_secs(self.dedupe_retention_hours * 3600)
     }
@@ -194,6 +234,30 @@ impl Config {
     /// The fanout exchange a plugin's dead letters go through.
     pub fn dead_letter_exchange(&self, plugin: &str) -> String {
         format!("{}.{plugin}.dlx", self.queue_prefix)
+    }
+
+    /// The wait before retry number `attempt` (1 for the first retry):
+    /// `retry_delay_ms` doubled for each earlier retry, capped.
+    pub fn retry_delay_ms(&self, attempt: u32) -> u64 {
+        let doubled = self
+            .retry_delay_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(32));
+        doubled.min(self.retry_max_delay_ms).max(1)
+    }
+
+    /// Every distinct retry delay, shortest first: one retry queue each.
+    pub fn retry_delays_ms(&self) -> Vec<u64> {
+        let mut delays: Vec<u64> = (1..self.max_attempts.max(1))
+            .map(|a| self.retry_delay_ms(a))
+            .collect();
+        delays.dedup();
+        delays
+    }
+
+    /// The queue where a plugin's events wait `delay_ms` before going back
+    /// to its queue (messages expire from it into the plugin's queue).
+    pub fn retry_queue(&self, plugin: &str, delay_ms: u64) -> String {
+        format!("{}.{plugin}.retry-{delay_ms}ms", self.queue_prefix)
     }
 
     /// The queue that keeps a plugin's dead letters.
@@ -274,5 +338,26 @@ mod tests {
             .unwrap()
             .check()
             .unwrap();
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let mut c = Config::defaults();
+        assert_eq!(c.retry_delays_ms(), vec![1000, 2000, 4000, 8000]);
+        c.max_attempts = 10;
+        c.retry_max_delay_ms = 20_000;
+        assert_eq!(c.retry_delay_ms(1), 1000);
+        assert_eq!(c.retry_delay_ms(5), 16_000);
+        assert_eq!(c.retry_delay_ms(9), 20_000);
+        assert_eq!(
+            c.retry_delays_ms(),
+            vec![1000, 2000, 4000, 8000, 16_000, 20_000]
+        );
+        assert_eq!(
+            c.retry_queue("merge", 1000),
+            "switchyard.merge.retry-1000ms"
+        );
+        c.max_attempts = 1;
+        assert!(c.retry_delays_ms().is_empty(), "one attempt: never retried");
     }
 }

@@ -4,6 +4,8 @@
 //! Map of the crate:
 //! - [`config`], every setting, its default and its trade-off;
 //! - [`broker`], RabbitMQ connection, topology, confirmed publishing;
+//! - [`headers`], the AMQP headers Switchyard reads and writes;
+//! - [`dead_letters`], listing and replaying a plugin's dead letters;
 //! - [`plugins`], the wasmtime engine, the WIT bindings, loading, the registry;
 //! - [`pipeline`], batch -> plugin -> one store commit -> publish -> ack;
 //! - [`store`], the embedded SQLite store (documents, state, applied ids);
@@ -16,6 +18,8 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod dead_letters;
+pub mod headers;
 pub mod pipeline;
 pub mod plugins;
 pub mod store;
@@ -70,13 +74,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         Arc::clone(&db),
         config.plugin_timeout(),
         config.plugin_memory_mib * 1024 * 1024,
+        Some(&config.compile_cache()),
     )?;
-    let dir = config.plugins.clone();
-    let registry = Arc::new(
-        tokio::task::spawn_blocking(move || PluginRegistry::load_dir(&engine, &dir))
-            .await
-            .context("plugin loader panicked")??,
-    );
+    let registry = Arc::new(PluginRegistry::new(engine, &config.plugins));
+    let scanning = Arc::clone(&registry);
+    tokio::task::spawn_blocking(move || scanning.scan())
+        .await
+        .context("plugin loader panicked")??;
     let broker = Arc::new(broker::BrokerStatus::default());
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -97,6 +101,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
 
     let tasks = TaskTracker::new();
+    let watcher = plugins::watcher::spawn(
+        Arc::clone(&registry),
+        config.plugins_rescan(),
+        shutdown.clone(),
+    )?;
+    tasks.spawn(async move {
+        let _ = watcher.await;
+    });
     let router = api::router(api::AppState {
         config: Arc::clone(&config),
         db: Arc::clone(&db),

@@ -7,11 +7,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
-use switchyard::Config;
 use switchyard::plugins::PluginEngine;
 use switchyard::store::Store;
+use switchyard::{Config, dead_letters};
+
+/// Longest a shutdown may take after SIGTERM or SIGINT.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +35,37 @@ enum Command {
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// A plugin's dead-letter queue: see what failed and why, and send it
+    /// back through the plugin's current version.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Show a plugin's dead letters, oldest first; they stay in the queue.
+    List {
+        /// The plugin's name.
+        plugin: String,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where the broker is and how queues are named (as for `run`).
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+    /// Send every dead letter of a plugin back to its queue, to be handled
+    /// by the plugin's current version with a fresh set of attempts.
+    Replay {
+        /// The plugin's name.
+        plugin: String,
+        /// Where the broker is and how queues are named (as for `run`).
+        #[command(flatten)]
+        config: Box<Config>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,10 +102,88 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Run(config) => {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            switchyard::run(*config, shutdown).await
+            let run = switchyard::run(*config, shutdown.clone());
+            // Batches settle within a plugin deadline and a broker round
+            // trip; a host still busy after the grace period (a broker that
+            // stopped answering) exits anyway: its unacknowledged deliveries
+            // are redelivered, and recognised, after the restart.
+            tokio::select! {
+                ran = run => ran,
+                () = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } => anyhow::bail!(
+                    "still shutting down after {SHUTDOWN_GRACE:?}: exiting; unacknowledged events will be redelivered"
+                ),
+            }
         }
         Command::Plugin(PluginCommand::Check { file }) => check_plugin(&file),
+        Command::Dlq(DlqCommand::List {
+            plugin,
+            limit,
+            json,
+            config,
+        }) => list_dead_letters(&config, &plugin, limit, json).await,
+        Command::Dlq(DlqCommand::Replay { plugin, config }) => {
+            let connection = connect(&config).await?;
+            let replayed = dead_letters::replay(&connection, &config, &plugin).await;
+            let _ = connection.close(200, "bye".into()).await;
+            println!("replayed {} dead letters of {plugin}", replayed?);
+            Ok(())
+        }
     }
+}
+
+async fn connect(config: &Config) -> Result<lapin::Connection> {
+    switchyard::broker::connect(&config.amqp_url, "switchyard dlq").await
+}
+
+async fn list_dead_letters(config: &Config, plugin: &str, limit: usize, json: bool) -> Result<()> {
+    let connection = connect(config).await?;
+    let listed = dead_letters::list(&connection, config, plugin, limit).await;
+    let _ = connection.close(200, "bye".into()).await;
+    let (letters, total) = listed?;
+    if json {
+        for letter in &letters {
+            println!("{}", serde_json::to_string(letter)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{total} dead letters in {}{}",
+        config.dead_letter_queue(plugin),
+        if (total as usize) > letters.len() {
+            format!(", the oldest {} shown", letters.len())
+        } else {
+            String::new()
+        }
+    );
+    for l in &letters {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!();
+        println!("event    {}", opt(&l.event_id));
+        println!("key      {}", l.routing_key);
+        println!("reason   {}", opt(&l.reason));
+        println!(
+            "attempts {}",
+            l.attempts.map_or("-".to_string(), |a| a.to_string())
+        );
+        println!(
+            "version  {}",
+            opt(&l
+                .plugin_version
+                .as_ref()
+                .map(|v| v.chars().take(12).collect()))
+        );
+        println!(
+            "failed   {}",
+            l.failed_at_ms
+                .map_or("-".to_string(), |t| format!("{t} ms"))
+        );
+        let body: String = l.body.chars().take(200).collect();
+        println!("body     {body}");
+    }
+    Ok(())
 }
 
 /// SIGINT or SIGTERM cancels `shutdown`.
@@ -89,14 +202,24 @@ fn check_plugin(file: &std::path::Path) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
     let db = Arc::new(Store::open(&scratch)?);
     let config = Config::defaults();
-    let engine = PluginEngine::new(db, config.plugin_timeout(), config.plugin_memory_mib << 20)?;
-    let loaded = engine
-        .load(file)
+    let engine = PluginEngine::new(
+        db,
+        config.plugin_timeout(),
+        config.plugin_memory_mib << 20,
+        None,
+    )?;
+    let loaded = std::fs::read(file)
+        .context("reading the file")
+        .and_then(|wasm| {
+            let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
+            engine.load(file, &wasm, &sha256)
+        })
         .with_context(|| format!("loading plugin {}", file.display()));
     let _ = std::fs::remove_dir_all(&scratch);
     let plugin = loaded?;
     println!("name:          {}", plugin.name);
     println!("version:       {}", plugin.info.version);
+    println!("world:         {}", plugin.world);
     println!("sha256:        {}", plugin.sha256);
     println!("subscriptions: {}", plugin.info.subscriptions.join(", "));
     println!("views:         {}", plugin.info.views.join(", "));

@@ -1,12 +1,14 @@
 //! The path of an event: a batch of deliveries is parsed, deduplicated,
-//! handed to the plugin, committed to the store in one transaction, its
-//! `publish` actions and dead letters are sent with confirms, and only then
-//! is the batch acknowledged.
+//! handed to the plugin's current version, committed to the store in one
+//! transaction, its `publish` actions and dead letters are sent with
+//! confirms, and only then is the batch acknowledged.
 //!
 //! [`apply_events`] is the blocking core shared with the HTTP API;
-//! [`Pipeline`] owns the broker side (connections, consumers, reconnects).
+//! [`Pipeline`] owns the broker side: connections, one consumer per loaded
+//! plugin, started, stopped and re-bound as plugins come, change and go,
+//! and reconnects.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -14,10 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
@@ -26,13 +26,10 @@ use tracing::Instrument;
 
 use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
 use crate::config::{Config, redact_url};
+use crate::headers;
 use crate::plugins::bindings::{Action, Event};
-use crate::plugins::{LoadedPlugin, PluginRegistry};
-use crate::store::{BatchCommit, DocumentWrite, OutboxEntry, Store, now_ms};
-
-/// How long a batch holding a transient failure waits before the failed
-/// deliveries are requeued, so that a failing dependency is not hammered.
-const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+use crate::plugins::{LoadedPlugin, PluginRegistry, PluginSlot};
+use crate::store::{BatchCommit, DocumentWrite, OutboxEntry, PublishWrite, Store, now_ms};
 
 /// How long one connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,8 +43,16 @@ pub enum Verdict {
     Duplicate,
     /// Bad event: send to the dead-letter queue with the reason, acknowledge.
     DeadLetter(String),
-    /// Transient failure: requeue for another try.
-    Requeue(String),
+    /// Transient failure: try again after a backoff (dead-lettered once the
+    /// attempts run out).
+    Retry(String),
+}
+
+/// An event to hand to a plugin, and how many plugins published it before.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub event: Event,
+    pub hops: u32,
 }
 
 /// Parses a delivery body into an [`Event`], or says why it cannot be one.
@@ -71,15 +76,30 @@ pub fn parse_event(routing_key: &str, body: &[u8], received_at_ms: u64) -> Resul
     })
 }
 
+/// The routing key the event was published with: a retry or a replay
+/// reaches the plugin's queue directly and carries it in a header.
+pub fn routing_key_of(delivery: &Delivery) -> String {
+    headers::text(delivery.properties.headers().as_ref(), headers::ROUTING_KEY)
+        .unwrap_or_else(|| delivery.routing_key.to_string())
+}
+
+/// How many times the plugin failed this delivery before.
+fn attempts_before(delivery: &Delivery) -> u32 {
+    headers::int(delivery.properties.headers().as_ref(), headers::ATTEMPTS)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
 /// Turns a plugin's actions for one event into store writes and events to
 /// publish; `Err` (the plugin produced something invalid) rejects the event.
 fn collect_actions(
     plugin: &str,
-    event: &Event,
+    incoming: &Incoming,
     actions: Vec<Action>,
     documents: &mut Vec<DocumentWrite>,
-    publish: &mut Vec<(String, String)>,
+    publish: &mut Vec<PublishWrite>,
 ) -> Result<(), String> {
+    let event = &incoming.event;
     let mut docs = Vec::new();
     let mut events = Vec::new();
     for action in actions {
@@ -114,7 +134,11 @@ fn collect_actions(
                 fields.entry("eventId").or_insert_with(|| {
                     Value::String(format!("{}/{plugin}/{}", event.id, events.len()))
                 });
-                events.push((out.routing_key, Value::Object(fields).to_string()));
+                events.push(PublishWrite {
+                    routing_key: out.routing_key,
+                    body: Value::Object(fields).to_string(),
+                    hops: incoming.hops.saturating_add(1),
+                });
             }
         }
     }
@@ -130,40 +154,47 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Hands `events` (fresh, not yet applied) to the plugin one by one and
-/// commits what the successful ones did, with their ids, in one
-/// transaction. Blocking. Returns one verdict per event, and the outbox
-/// entries to publish.
+/// Hands `events` (fresh, not yet applied) to `version` of the plugin in
+/// `slot`, one by one, and commits what the successful ones did, with their
+/// ids, in one transaction. Blocking. Returns one verdict per event, and
+/// the outbox entries to publish.
 pub fn apply_events(
-    plugin: &LoadedPlugin,
+    slot: &PluginSlot,
+    version: &LoadedPlugin,
     db: &Store,
-    events: &[Event],
+    events: &[Incoming],
 ) -> (Vec<Verdict>, Vec<OutboxEntry>) {
     let mut verdicts = Vec::with_capacity(events.len());
+    if events.is_empty() {
+        return (verdicts, Vec::new());
+    }
+    version.note_batch();
     let mut commit = BatchCommit {
-        plugin: plugin.name.clone(),
-        version: plugin.sha256.clone(),
+        plugin: slot.name.clone(),
+        version: version.sha256.clone(),
         ..BatchCommit::default()
     };
     // Held until the commit is done: nothing else writes this plugin's state
-    // in between.
-    let mut instance = plugin.instance();
-    for event in events {
-        let verdict = match instance.handle(event) {
+    // in between, whichever version.
+    let writer = slot.writer();
+    let mut instance = version.instance();
+    instance.sync_cache(slot.state_generation());
+    for incoming in events {
+        let verdict = match instance.handle(&incoming.event) {
             Ok(actions) => match collect_actions(
-                &plugin.name,
-                event,
+                &slot.name,
+                incoming,
                 actions,
                 &mut commit.documents,
                 &mut commit.publish,
             ) {
                 Ok(()) => {
-                    commit.applied_event_ids.push(event.id.clone());
+                    commit.applied_event_ids.push(incoming.event.id.clone());
                     Verdict::Applied
                 }
                 Err(reason) => Verdict::DeadLetter(reason),
             },
-            Err(e) if e.is_transient() => Verdict::Requeue(e.to_string()),
+            Err(e) if e.is_transient() => Verdict::Retry(e.to_string()),
             Err(e) => Verdict::DeadLetter(e.to_string()),
         };
         instance.finish_event(verdict == Verdict::Applied);
@@ -174,52 +205,69 @@ pub fn apply_events(
         commit.state = instance.take_state_writes();
         match db.commit_batch(&commit) {
             Ok(entries) => {
-                plugin.counters.commits.fetch_add(1, Relaxed);
+                slot.counters.commits.fetch_add(1, Relaxed);
                 outbox = entries;
-                instance.state_committed(std::mem::take(&mut commit.state));
+                let generation = slot.state_committed();
+                instance.state_committed(std::mem::take(&mut commit.state), generation);
             }
             Err(e) => {
                 let reason = format!("store commit failed: {e:#}");
-                tracing::error!(plugin = %plugin.name, error = %reason, "batch not committed; requeueing");
+                tracing::error!(plugin = %slot.name, error = %reason, "batch not committed; requeueing");
                 for v in verdicts.iter_mut().filter(|v| **v == Verdict::Applied) {
-                    *v = Verdict::Requeue(reason.clone());
+                    *v = Verdict::Retry(reason.clone());
                 }
             }
         }
     }
     drop(instance);
+    drop(writer);
     let count = |f: fn(&Verdict) -> bool| verdicts.iter().filter(|v| f(v)).count() as u64;
-    plugin
-        .counters
+    slot.counters
         .applied
         .fetch_add(count(|v| *v == Verdict::Applied), Relaxed);
-    plugin
-        .counters
+    slot.counters
         .dead_lettered
         .fetch_add(count(|v| matches!(v, Verdict::DeadLetter(_))), Relaxed);
     (verdicts, outbox)
 }
 
-/// Parses, deduplicates and applies one batch of deliveries. Blocking.
+/// Parses, deduplicates and applies one batch of deliveries with the
+/// plugin's `version`; events that have hopped more than `max_hops` times
+/// are dead-lettered. Blocking.
 pub fn process_deliveries(
-    plugin: &LoadedPlugin,
+    slot: &PluginSlot,
+    version: &LoadedPlugin,
     db: &Store,
     deliveries: &[Delivery],
+    max_hops: u32,
 ) -> (Vec<Verdict>, Vec<OutboxEntry>) {
     let received = now_ms() as u64;
-    let parsed: Vec<Result<Event, String>> = deliveries
+    let parsed: Vec<Result<Incoming, String>> = deliveries
         .iter()
-        .map(|d| parse_event(d.routing_key.as_str(), &d.data, received))
+        .map(|d| {
+            let hops = u32::try_from(
+                headers::int(d.properties.headers().as_ref(), headers::HOPS).unwrap_or(0),
+            )
+            .unwrap_or(0);
+            if hops > max_hops {
+                return Err(format!(
+                    "hop limit exceeded: published by {hops} plugins in turn (limit {max_hops}); \
+                     do plugins feed each other in a loop?"
+                ));
+            }
+            let event = parse_event(&routing_key_of(d), &d.data, received)?;
+            Ok(Incoming { event, hops })
+        })
         .collect();
     let ids: Vec<&str> = parsed
         .iter()
-        .filter_map(|p| p.as_ref().ok().map(|e| e.id.as_str()))
+        .filter_map(|p| p.as_ref().ok().map(|i| i.event.id.as_str()))
         .collect();
-    let already = match db.applied_among(&plugin.name, &ids) {
+    let already = match db.applied_among(&slot.name, &ids) {
         Ok(already) => already,
         Err(e) => {
             let reason = format!("store unavailable: {e:#}");
-            return (vec![Verdict::Requeue(reason); deliveries.len()], Vec::new());
+            return (vec![Verdict::Retry(reason); deliveries.len()], Vec::new());
         }
     };
     let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(deliveries.len());
@@ -229,20 +277,23 @@ pub fn process_deliveries(
     for (i, p) in parsed.into_iter().enumerate() {
         match p {
             Err(reason) => {
-                plugin.counters.dead_lettered.fetch_add(1, Relaxed);
+                slot.counters.dead_lettered.fetch_add(1, Relaxed);
                 verdicts.push(Some(Verdict::DeadLetter(reason)));
             }
-            Ok(event) if already.contains(&event.id) || !seen.insert(event.id.clone()) => {
+            Ok(incoming)
+                if already.contains(&incoming.event.id)
+                    || !seen.insert(incoming.event.id.clone()) =>
+            {
                 verdicts.push(Some(Verdict::Duplicate));
             }
-            Ok(event) => {
+            Ok(incoming) => {
                 verdicts.push(None);
-                fresh.push(event);
+                fresh.push(incoming);
                 fresh_index.push(i);
             }
         }
     }
-    let (applied, outbox) = apply_events(plugin, db, &fresh);
+    let (applied, outbox) = apply_events(slot, version, db, &fresh);
     for (i, v) in fresh_index.into_iter().zip(applied) {
         verdicts[i] = Some(v);
     }
@@ -255,13 +306,21 @@ pub fn process_deliveries(
     )
 }
 
-/// Runs one consumer per loaded plugin against the broker, reconnecting
+/// Runs one consumer per loaded plugin against the broker, following the
+/// registry as plugins are loaded, replaced and unloaded, and reconnecting
 /// with capped exponential backoff, until `shutdown`.
 pub struct Pipeline {
     pub config: Arc<Config>,
     pub db: Arc<Store>,
     pub registry: Arc<PluginRegistry>,
     pub status: Arc<BrokerStatus>,
+}
+
+/// A consumer the session started, and the bindings its queue has.
+struct Running {
+    slot: Arc<PluginSlot>,
+    stop: CancellationToken,
+    bound: Vec<String>,
 }
 
 impl Pipeline {
@@ -275,7 +334,7 @@ impl Pipeline {
             }
             let reason = match result {
                 Ok(()) => "connection closed".to_owned(),
-                Err(e) => format!("{e:#}"),
+                Err(e) => crate::telemetry::error_chain(&e),
             };
             self.status.disconnected(reason.clone());
             if started.elapsed() > Duration::from_secs(30) {
@@ -291,8 +350,9 @@ impl Pipeline {
         self.status.disconnected("shutting down".into());
     }
 
-    /// One connection's life: declare, consume, and return when it breaks
-    /// (`Err`) or on shutdown (`Ok`, after in-flight batches are settled).
+    /// One connection's life: declare, consume, follow plugin changes, and
+    /// return when it breaks (`Err`) or on shutdown (`Ok`, after in-flight
+    /// batches are settled).
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
         let name = self.config.connection_name();
         let connect = broker::connect(&self.config.amqp_url, &name);
@@ -302,66 +362,177 @@ impl Pipeline {
                 connected.map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out after {CONNECT_TIMEOUT:?}"))??,
             ),
         };
-        let channel = connection
+        // Kept open for declarations and re-binding while plugins change.
+        let control = connection
             .create_channel()
             .await
             .context("opening a channel")?;
-        broker::declare_exchange(&channel, &self.config.exchange).await?;
-        let plugins = self.registry.all();
-        for plugin in &plugins {
-            broker::declare_plugin_queue(
-                &channel,
-                &self.config,
-                &plugin.name,
-                &plugin.info.subscriptions,
-            )
-            .await?;
-        }
-        let _ = channel.close(200, ShortString::from("declared")).await;
-        self.status.connected();
-        tracing::info!(broker = %redact_url(&self.config.amqp_url), plugins = plugins.len(), "connected to RabbitMQ");
-
+        broker::declare_exchange(&control, &self.config.exchange).await?;
+        let mut changes = self.registry.changes();
+        changes.mark_unchanged();
         let stop = shutdown.child_token();
-        let mut consumers = JoinSet::new();
-        for plugin in plugins {
-            let consumer = Consumer {
-                config: Arc::clone(&self.config),
-                db: Arc::clone(&self.db),
-                connection: Arc::clone(&connection),
-                stop: stop.clone(),
-                span: tracing::info_span!("consumer", plugin = %plugin.name),
-                plugin,
-            };
-            let span = consumer.span.clone();
-            consumers.spawn(consumer.run().instrument(span));
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut consumers: JoinSet<(String, Result<()>)> = JoinSet::new();
+        let mut outcome = self
+            .reconcile(&control, &connection, &stop, &mut running, &mut consumers)
+            .await;
+        if outcome.is_ok() {
+            self.status.connected();
+            tracing::info!(broker = %redact_url(&self.config.amqp_url), plugins = running.len(), "connected to RabbitMQ");
         }
-        if consumers.is_empty() {
-            // Nothing to consume; stay connected so that /health is honest.
-            stop.cancelled().await;
-        }
-        let mut outcome = Ok(());
-        while let Some(joined) = consumers.join_next().await {
-            let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
-            if let Err(e) = result {
-                if outcome.is_ok() {
-                    outcome = Err(e);
+        while outcome.is_ok() {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    changes.mark_unchanged();
                 }
-                // One consumer failing means the connection (or its
-                // channel) is gone: stop the others and reconnect.
-                stop.cancel();
+                Some(joined) = consumers.join_next() => {
+                    let (name, result) = joined.map_err(anyhow::Error::from)?;
+                    let stopped = running.remove(&name).is_some_and(|r| r.stop.is_cancelled());
+                    match result {
+                        Err(e) => outcome = Err(e),
+                        Ok(()) if !stopped => outcome = Err(anyhow::anyhow!("the consumer of {name:?} ended")),
+                        Ok(()) => {}
+                    }
+                }
+            }
+            if outcome.is_ok() {
+                outcome = self
+                    .reconcile(&control, &connection, &stop, &mut running, &mut consumers)
+                    .await;
             }
         }
+        // One consumer failing means the connection (or its channel) is
+        // gone: stop the others, let each settle its batch, and reconnect.
+        stop.cancel();
+        while let Some(joined) = consumers.join_next().await {
+            if let Ok((_, Err(e))) = joined
+                && outcome.is_ok()
+            {
+                outcome = Err(e);
+            }
+        }
+        let _ = control.close(200, ShortString::from("bye")).await;
         let _ = connection.close(200, ShortString::from("bye")).await;
         outcome
     }
+
+    /// Brings the consumers in line with the registry: stops those of
+    /// unloaded plugins (their queues stay, messages kept), declares and
+    /// starts those of new ones, and re-binds queues whose subscriptions
+    /// changed (new keys bound before old ones are removed, so a key kept
+    /// across versions never misses a message).
+    async fn reconcile(
+        &self,
+        control: &Channel,
+        connection: &Arc<Connection>,
+        stop: &CancellationToken,
+        running: &mut HashMap<String, Running>,
+        consumers: &mut JoinSet<(String, Result<()>)>,
+    ) -> Result<()> {
+        let wanted = self.registry.all();
+        for (name, r) in running.iter() {
+            let kept = wanted
+                .iter()
+                .any(|s| s.name == *name && Arc::ptr_eq(s, &r.slot));
+            if !kept && !r.stop.is_cancelled() {
+                tracing::info!(plugin = %name, "stopping consumer");
+                r.stop.cancel();
+            }
+        }
+        for slot in wanted {
+            let mut keys = slot.current().info.subscriptions.clone();
+            keys.sort();
+            keys.dedup();
+            match running.get_mut(&slot.name) {
+                // Still finishing for an unloaded predecessor; started once
+                // that one has settled its batch.
+                Some(r) if r.stop.is_cancelled() => {}
+                Some(r) => {
+                    if r.bound != keys {
+                        self.rebind(control, &slot.name, &r.bound, &keys).await?;
+                        r.bound = keys;
+                    }
+                }
+                None => {
+                    broker::declare_plugin_queue(control, &self.config, &slot.name).await?;
+                    let recorded = self.recorded_bindings(&slot.name).await?;
+                    self.rebind(control, &slot.name, &recorded, &keys).await?;
+                    let consumer_stop = stop.child_token();
+                    let consumer = Consumer {
+                        config: Arc::clone(&self.config),
+                        db: Arc::clone(&self.db),
+                        connection: Arc::clone(connection),
+                        stop: consumer_stop.clone(),
+                        span: tracing::info_span!("consumer", plugin = %slot.name),
+                        slot: Arc::clone(&slot),
+                    };
+                    let span = consumer.span.clone();
+                    let name = slot.name.clone();
+                    consumers.spawn(async move { (name, consumer.run().await) }.instrument(span));
+                    running.insert(
+                        slot.name.clone(),
+                        Running {
+                            slot,
+                            stop: consumer_stop,
+                            bound: keys,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn recorded_bindings(&self, plugin: &str) -> Result<Vec<String>> {
+        let (db, plugin) = (Arc::clone(&self.db), plugin.to_owned());
+        tokio::task::spawn_blocking(move || db.queue_bindings(&plugin))
+            .await
+            .context("store worker panicked")?
+    }
+
+    /// Binds `keys` that are not in `bound`, then unbinds those of `bound`
+    /// no longer in `keys`, and records the result.
+    async fn rebind(
+        &self,
+        control: &Channel,
+        plugin: &str,
+        bound: &[String],
+        keys: &[String],
+    ) -> Result<()> {
+        let added: Vec<String> = keys
+            .iter()
+            .filter(|k| !bound.contains(k))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = bound
+            .iter()
+            .filter(|k| !keys.contains(k))
+            .cloned()
+            .collect();
+        // Declaring binds every key: a binding deleted by hand comes back.
+        broker::bind(control, &self.config, plugin, keys).await?;
+        broker::unbind(control, &self.config, plugin, &removed).await?;
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(plugin, ?added, ?removed, "queue bindings changed");
+        }
+        let (db, name, keys) = (Arc::clone(&self.db), plugin.to_owned(), keys.to_vec());
+        tokio::task::spawn_blocking(move || db.set_queue_bindings(&name, &keys))
+            .await
+            .context("store worker panicked")?
+    }
 }
 
-/// One plugin's consumer on one connection.
+/// One plugin's consumer on one connection. Each batch runs on the
+/// plugin's version current when the batch starts.
 struct Consumer {
     config: Arc<Config>,
     db: Arc<Store>,
     connection: Arc<Connection>,
-    plugin: Arc<LoadedPlugin>,
+    slot: Arc<PluginSlot>,
     stop: CancellationToken,
     span: tracing::Span,
 }
@@ -379,8 +550,8 @@ impl Consumer {
             .context("setting prefetch")?;
         let publisher = Publisher::open(&self.connection).await?;
         self.flush_outbox(&publisher).await?;
-        let queue = self.config.queue_name(&self.plugin.name);
-        let tag = format!("switchyard-{}", self.plugin.name);
+        let queue = self.config.queue_name(&self.slot.name);
+        let tag = format!("switchyard-{}", self.slot.name);
         let mut consumer = channel
             .basic_consume(
                 ShortString::from(queue.as_str()),
@@ -397,7 +568,7 @@ impl Consumer {
                 _ = self.stop.cancelled() => break,
                 first = consumer.next() => first,
                 _ = outbox_tick.tick() => {
-                    if self.plugin.take_outbox_flag() {
+                    if self.slot.take_outbox_flag() {
                         self.flush_outbox(&publisher).await?;
                     }
                     continue;
@@ -410,32 +581,41 @@ impl Consumer {
                 .fill_batch(&mut consumer, first)
                 .await
                 .context("receiving deliveries")?;
-            let (plugin, db) = (Arc::clone(&self.plugin), Arc::clone(&self.db));
-            let span = self.span.clone();
+            let version = self.slot.current();
+            let (slot, db) = (Arc::clone(&self.slot), Arc::clone(&self.db));
+            let (span, max_hops) = (self.span.clone(), self.config.max_hops);
+            let batch_version = Arc::clone(&version);
             let (deliveries, (verdicts, outbox)) = tokio::task::spawn_blocking(move || {
                 let _entered = span.enter();
-                let result = process_deliveries(&plugin, &db, &deliveries);
+                let result = process_deliveries(&slot, &batch_version, &db, &deliveries, max_hops);
                 (deliveries, result)
             })
             .await
             .context("batch worker panicked")?;
-            self.settle(&channel, &publisher, &deliveries, &verdicts, outbox)
-                .await?;
+            self.settle(
+                &channel,
+                &publisher,
+                &version,
+                &deliveries,
+                &verdicts,
+                outbox,
+            )
+            .await?;
         }
-        // Shutdown: the batch in flight was settled above. Cancel the
-        // consumer first so that no delivery races the channel's closing;
-        // whatever was prefetched but not handled goes back to the queue.
+        // Stopped (shutdown or unload): the batch in flight was settled
+        // above. Cancel the consumer first so that no delivery races the
+        // channel's closing; whatever was prefetched but not handled goes
+        // back to the queue.
         let _ = channel
             .basic_cancel(
                 ShortString::from(tag.as_str()),
                 BasicCancelOptions::default(),
             )
             .await;
-        let _ = channel.close(200, ShortString::from("shutting down")).await;
+        let _ = channel.close(200, ShortString::from("stopping")).await;
         publisher.close().await;
         Ok(())
     }
-
     /// Completes a batch begun by `first`: takes what has arrived, then
     /// waits up to the linger for more, until the batch is full. Deliveries
     /// taken but never handled (shutdown) go back to the queue when the
@@ -459,93 +639,107 @@ impl Consumer {
         Ok(batch)
     }
 
-    /// Publishes what the commit promised, dead-letters what was rejected,
-    /// requeues what failed transiently, then acknowledges the rest.
+    /// Publishes what the commit promised, then dead-letters what was
+    /// rejected and sends what failed transiently to a retry queue (or, out
+    /// of attempts, to the dead letters), all with confirms, then
+    /// acknowledges the whole batch.
     async fn settle(
         &self,
         channel: &Channel,
         publisher: &Publisher,
+        version: &LoadedPlugin,
         deliveries: &[Delivery],
         verdicts: &[Verdict],
         outbox: Vec<OutboxEntry>,
     ) -> Result<()> {
         self.publish_outbox(publisher, outbox).await?;
 
-        let dead: Vec<Outgoing> = deliveries
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(d, v)| match v {
-                Verdict::DeadLetter(reason) => Some(self.dead_letter(d, reason)),
-                _ => None,
-            })
-            .collect();
-        if !dead.is_empty() {
-            publisher
-                .publish_all(&dead)
-                .await
-                .context("publishing dead letters")?;
-        }
-
-        let requeue: Vec<u64> = deliveries
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(d, v)| matches!(v, Verdict::Requeue(_)).then_some(d.delivery_tag))
-            .collect();
-        if !requeue.is_empty() {
-            tracing::warn!(count = requeue.len(), reason = ?verdicts.iter().find(|v| matches!(v, Verdict::Requeue(_))), "requeueing after a transient failure");
-            tokio::time::sleep(REQUEUE_PAUSE).await;
-            for tag in &requeue {
-                channel
-                    .basic_nack(
-                        *tag,
-                        BasicNackOptions {
-                            multiple: false,
-                            requeue: true,
-                        },
-                    )
-                    .await
-                    .context("requeueing a delivery")?;
+        let mut failed = Vec::new();
+        for (delivery, verdict) in deliveries.iter().zip(verdicts) {
+            let attempts = attempts_before(delivery) + 1;
+            match verdict {
+                Verdict::Applied | Verdict::Duplicate => {}
+                Verdict::DeadLetter(reason) => {
+                    failed.push(self.dead_letter(version, delivery, reason, attempts));
+                }
+                Verdict::Retry(reason) if attempts >= self.config.max_attempts => {
+                    self.slot.counters.dead_lettered.fetch_add(1, Relaxed);
+                    let reason = format!("{reason} (gave up after {attempts} attempts)");
+                    failed.push(self.dead_letter(version, delivery, &reason, attempts));
+                }
+                Verdict::Retry(reason) => failed.push(self.retry(delivery, reason, attempts)),
             }
         }
-        let last_settled = deliveries
-            .iter()
-            .map(|d| d.delivery_tag)
-            .filter(|tag| !requeue.contains(tag))
-            .max();
-        if let Some(tag) = last_settled {
+        if !failed.is_empty() {
+            publisher
+                .publish_all(&failed)
+                .await
+                .context("publishing dead letters and retries")?;
+        }
+        if let Some(last) = deliveries.iter().map(|d| d.delivery_tag).max() {
             channel
-                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .basic_ack(last, BasicAckOptions { multiple: true })
                 .await
                 .context("acknowledging a batch")?;
         }
         Ok(())
     }
 
-    fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Outgoing {
+    /// The delivery, diagnosed, for the plugin's dead-letter queue: body,
+    /// properties and original routing key untouched, plus the headers of
+    /// [`headers::DIAGNOSIS`].
+    fn dead_letter(
+        &self,
+        version: &LoadedPlugin,
+        delivery: &Delivery,
+        reason: &str,
+        attempts: u32,
+    ) -> Outgoing {
         let event_id = serde_json::from_slice::<Value>(&delivery.data)
             .ok()
             .and_then(|v| v.get("eventId").and_then(Value::as_str).map(str::to_owned));
         tracing::warn!(
             event_id = event_id.as_deref().unwrap_or("-"),
             reason,
+            attempts,
             "event dead-lettered"
         );
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        let mut add = |k: &str, v: String| {
-            headers.insert(
-                ShortString::from(k),
-                AMQPValue::LongString(LongString::from(v)),
-            );
-        };
-        add("x-switchyard-reason", reason.to_owned());
-        add("x-switchyard-plugin", self.plugin.name.clone());
-        add("x-switchyard-plugin-version", self.plugin.sha256.clone());
-        add("x-switchyard-failed-at-ms", now_ms().to_string());
+        let now = now_ms();
+        let received = delivery.properties.headers().clone().unwrap_or_default();
+        let first_failed =
+            headers::int(Some(&received), headers::FIRST_FAILED_AT_MS).unwrap_or(now);
+        let mut table = headers::without(&received, &[headers::RETRY_REASON]);
+        headers::set_text(&mut table, headers::REASON, reason);
+        headers::set_text(&mut table, headers::PLUGIN, self.slot.name.clone());
+        headers::set_text(&mut table, headers::PLUGIN_VERSION, version.sha256.clone());
+        headers::set_int(&mut table, headers::FAILED_AT_MS, now);
+        headers::set_int(&mut table, headers::FIRST_FAILED_AT_MS, first_failed);
+        headers::set_int(&mut table, headers::ATTEMPTS, attempts.into());
         Outgoing {
-            exchange: self.config.dead_letter_exchange(&self.plugin.name),
-            routing_key: delivery.routing_key.to_string(),
+            exchange: self.config.dead_letter_exchange(&self.slot.name),
+            routing_key: routing_key_of(delivery),
             body: delivery.data.clone(),
-            properties: delivery.properties.clone().with_headers(headers),
+            properties: delivery.properties.clone().with_headers(table),
+        }
+    }
+
+    /// The delivery, for the retry queue whose delay suits its attempt:
+    /// it comes back to the plugin's queue when the delay has passed.
+    fn retry(&self, delivery: &Delivery, reason: &str, attempts: u32) -> Outgoing {
+        let delay_ms = self.config.retry_delay_ms(attempts);
+        tracing::info!(reason, attempts, delay_ms, "event will be retried");
+        let mut table = delivery.properties.headers().clone().unwrap_or_default();
+        if headers::int(Some(&table), headers::FIRST_FAILED_AT_MS).is_none() {
+            headers::set_int(&mut table, headers::FIRST_FAILED_AT_MS, now_ms());
+        }
+        headers::set_text(&mut table, headers::ROUTING_KEY, routing_key_of(delivery));
+        headers::set_text(&mut table, headers::RETRY_REASON, reason);
+        headers::set_int(&mut table, headers::ATTEMPTS, attempts.into());
+        Outgoing {
+            exchange: String::new(),
+            routing_key: self.config.retry_queue(&self.slot.name, delay_ms),
+            body: delivery.data.clone(),
+            properties: delivery.properties.clone().with_headers(table),
         }
     }
 
@@ -556,12 +750,14 @@ impl Consumer {
         let messages: Vec<Outgoing> = outbox
             .iter()
             .map(|e| {
-                let headers = broker::string_headers([("x-switchyard-source", e.plugin.clone())]);
+                let mut table = FieldTable::default();
+                headers::set_text(&mut table, headers::SOURCE, e.plugin.clone());
+                headers::set_int(&mut table, headers::HOPS, e.hops.into());
                 Outgoing::json_event(
                     &self.config.exchange,
                     &e.routing_key,
                     e.body.clone().into_bytes(),
-                    headers,
+                    table,
                 )
             })
             .collect();
@@ -579,7 +775,7 @@ impl Consumer {
 
     /// Publishes outbox entries left by a crash or by the HTTP API.
     async fn flush_outbox(&self, publisher: &Publisher) -> Result<()> {
-        let (db, name) = (Arc::clone(&self.db), self.plugin.name.clone());
+        let (db, name) = (Arc::clone(&self.db), self.slot.name.clone());
         let pending = tokio::task::spawn_blocking(move || db.pending_outbox(&name))
             .await
             .context("outbox worker panicked")??;
@@ -609,12 +805,15 @@ mod tests {
         );
     }
 
-    fn event() -> Event {
-        Event {
-            id: "e1".into(),
-            routing_key: "a.b".into(),
-            body: "{}".into(),
-            received_at_ms: 0,
+    fn event() -> Incoming {
+        Incoming {
+            event: Event {
+                id: "e1".into(),
+                routing_key: "a.b".into(),
+                body: "{}".into(),
+                received_at_ms: 0,
+            },
+            hops: 3,
         }
     }
 
@@ -635,12 +834,14 @@ mod tests {
         collect_actions("p", &event(), actions, &mut docs, &mut publish).unwrap();
         assert_eq!(
             publish[0],
-            (
-                "x.y".to_string(),
-                r#"{"a":1,"eventId":"e1/p/0"}"#.to_string()
-            )
+            PublishWrite {
+                routing_key: "x.y".to_string(),
+                body: r#"{"a":1,"eventId":"e1/p/0"}"#.to_string(),
+                hops: 4,
+            },
+            "one hop more than the event it came from"
         );
-        assert_eq!(publish[1].1, r#"{"eventId":"own"}"#);
+        assert_eq!(publish[1].body, r#"{"eventId":"own"}"#);
     }
 
     #[test]

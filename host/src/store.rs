@@ -40,8 +40,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     plugin      TEXT NOT NULL,
     routing_key TEXT NOT NULL,
-    body        TEXT NOT NULL
+    body        TEXT NOT NULL,
+    hops        INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS queue_bindings (
+    plugin TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    PRIMARY KEY (plugin, key)
+) WITHOUT ROWID;
 ";
 
 /// One change to a document collection.
@@ -65,6 +71,16 @@ pub struct OutboxEntry {
     pub plugin: String,
     pub routing_key: String,
     pub body: String,
+    /// How many plugins the event has passed through (see `headers::HOPS`).
+    pub hops: u32,
+}
+
+/// An event a plugin's batch publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishWrite {
+    pub routing_key: String,
+    pub body: String,
+    pub hops: u32,
 }
 
 /// Everything one batch of one plugin changes, committed together.
@@ -77,8 +93,8 @@ pub struct BatchCommit {
     pub documents: Vec<DocumentWrite>,
     /// Final value of each state key the batch touched; `None` deletes it.
     pub state: Vec<(String, Option<Vec<u8>>)>,
-    /// `(routing_key, body)` of each event to publish after the commit.
-    pub publish: Vec<(String, String)>,
+    /// The events to publish after the commit.
+    pub publish: Vec<PublishWrite>,
 }
 
 /// A page of a collection, in key order.
@@ -121,6 +137,7 @@ impl Store {
         writer
             .execute_batch(SCHEMA)
             .context("creating the store schema")?;
+        migrate(&writer).context("upgrading the store schema")?;
         Ok(Self {
             path,
             writer: Mutex::new(writer),
@@ -243,15 +260,21 @@ impl Store {
                     .with_context(|| format!("recording event {id:?} as applied"))?;
             }
             let mut queue = tx.prepare_cached(
-                "INSERT INTO outbox (plugin, routing_key, body) VALUES (?1, ?2, ?3)",
+                "INSERT INTO outbox (plugin, routing_key, body, hops) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for (routing_key, body) in &batch.publish {
-                queue.execute(params![batch.plugin, routing_key, body])?;
+            for event in &batch.publish {
+                queue.execute(params![
+                    batch.plugin,
+                    event.routing_key,
+                    event.body,
+                    event.hops
+                ])?;
                 outbox.push(OutboxEntry {
                     seq: tx.last_insert_rowid(),
                     plugin: batch.plugin.clone(),
-                    routing_key: routing_key.clone(),
-                    body: body.clone(),
+                    routing_key: event.routing_key.clone(),
+                    body: event.body.clone(),
+                    hops: event.hops,
                 });
             }
         }
@@ -263,7 +286,7 @@ impl Store {
     pub fn pending_outbox(&self, plugin: &str) -> Result<Vec<OutboxEntry>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT seq, plugin, routing_key, body FROM outbox WHERE plugin = ?1 ORDER BY seq",
+                "SELECT seq, plugin, routing_key, body, hops FROM outbox WHERE plugin = ?1 ORDER BY seq",
             )?
             .query_map(params![plugin], |r| {
                 Ok(OutboxEntry {
@@ -271,6 +294,7 @@ impl Store {
                     plugin: r.get(1)?,
                     routing_key: r.get(2)?,
                     body: r.get(3)?,
+                    hops: r.get(4)?,
                 })
             })?
             .collect()
@@ -328,6 +352,48 @@ impl Store {
         })
     }
 
+    /// How many events each version (plugin sha256) of a plugin applied,
+    /// within the retention window, most first.
+    pub fn applied_by_version(&self, plugin: &str) -> Result<Vec<(String, u64)>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT version, COUNT(*) AS n FROM applied_events WHERE plugin = ?1
+                 GROUP BY version ORDER BY n DESC, version",
+            )?
+            .query_map(params![plugin], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+    }
+
+    /// The binding keys last declared for a plugin's queue.
+    pub fn queue_bindings(&self, plugin: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT key FROM queue_bindings WHERE plugin = ?1 ORDER BY key")?
+                .query_map(params![plugin], |r| r.get(0))?
+                .collect()
+        })
+    }
+
+    /// Records the binding keys a plugin's queue now has.
+    pub fn set_queue_bindings(&self, plugin: &str, keys: &[String]) -> Result<()> {
+        let mut conn = self.writer.lock().expect("store writer poisoned");
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM queue_bindings WHERE plugin = ?1",
+            params![plugin],
+        )?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO queue_bindings (plugin, key) VALUES (?1, ?2)",
+            )?;
+            for key in keys {
+                insert.execute(params![plugin, key])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Forgets applied event ids older than `retention`; returns how many.
     pub fn prune_applied(&self, retention: Duration) -> Result<usize> {
         let cutoff =
@@ -338,6 +404,19 @@ impl Store {
             params![cutoff],
         )?)
     }
+}
+
+/// Brings a store written by an earlier Switchyard up to this schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_hops: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('outbox') WHERE name = 'hops'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_hops {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN hops INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.
@@ -363,7 +442,11 @@ mod tests {
                 json: "{\"n\":1}".into(),
             }],
             state: vec![("s".into(), Some(vec![7]))],
-            publish: vec![("x.y".into(), "{}".into())],
+            publish: vec![PublishWrite {
+                routing_key: "x.y".into(),
+                body: "{}".into(),
+                hops: 2,
+            }],
         }
     }
 
@@ -381,9 +464,44 @@ mod tests {
         let seen = store.applied_among("p", &["e1", "e3"]).unwrap();
         assert_eq!(seen, HashSet::from(["e1".to_string()]));
         assert_eq!(store.applied_by("p", "e2").unwrap().as_deref(), Some("v1"));
+        assert_eq!(
+            store.applied_by_version("p").unwrap(),
+            vec![("v1".to_string(), 2)]
+        );
+        assert_eq!(outbox[0].hops, 2);
         assert_eq!(store.pending_outbox("p").unwrap(), outbox);
         store.outbox_done(&[outbox[0].seq]).unwrap();
         assert!(store.pending_outbox("p").unwrap().is_empty());
+    }
+
+    #[test]
+    fn queue_bindings_are_remembered_per_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_queue_bindings("p", &["a.*".into(), "b.#".into()])
+            .unwrap();
+        store.set_queue_bindings("p", &["b.#".into()]).unwrap();
+        store.set_queue_bindings("q", &["c".into()]).unwrap();
+        assert_eq!(store.queue_bindings("p").unwrap(), vec!["b.#".to_string()]);
+    }
+
+    #[test]
+    fn an_outbox_from_before_hop_counting_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let old = Connection::open(dir.path().join("switchyard.db")).unwrap();
+            old.execute_batch(
+                "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, plugin TEXT NOT NULL,
+                 routing_key TEXT NOT NULL, body TEXT NOT NULL);
+                 INSERT INTO outbox (plugin, routing_key, body) VALUES ('p', 'k', '{}');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.pending_outbox("p").unwrap()[0].hops, 0);
+        store.commit_batch(&batch(&["e1"])).unwrap();
+        assert_eq!(store.pending_outbox("p").unwrap().len(), 2);
     }
 
     #[test]

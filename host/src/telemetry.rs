@@ -1,5 +1,6 @@
 //! Logging: `tracing` to stderr, human-readable by default or JSON lines on
-//! request; `RUST_LOG` filters (default `info`, broker client quieter).
+//! request; `RUST_LOG` filters (default `info`, broker client quieter). And
+//! how errors read in logs and in `/health`.
 
 use tracing_subscriber::EnvFilter;
 
@@ -15,4 +16,36 @@ pub fn init(json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+/// An error and its causes, `outer: inner: ...`, without repeating a cause
+/// whose text an outer one already includes (the broker client's errors
+/// print their source themselves).
+pub fn error_chain(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::other("Connection reset by peer");
+        let error = anyhow::Error::new(io).context("IO error: Connection reset by peer");
+        let error = error.context("receiving deliveries");
+        assert_eq!(
+            super::error_chain(&error),
+            "receiving deliveries: IO error: Connection reset by peer"
+        );
+    }
 }

@@ -19,7 +19,8 @@ fn event(id: &str, extra: serde_json::Value) -> (String, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_a_loop_and_a_memory_hog_each_cost_one_dead_letter() {
-    let host = TestHost::start_with(&["counter"], |c| {
+    // `relay` (subscribed to `relay.#`) is a well-behaved bystander.
+    let host = TestHost::start_with(&["counter", "relay"], |c| {
         c.plugin_timeout_ms = 200;
         c.plugin_memory_mib = 16;
     })
@@ -38,7 +39,18 @@ async fn a_trap_a_loop_and_a_memory_hog_each_cost_one_dead_letter() {
             event("good-4", json!({})),
         ])
         .await;
-    host.wait_counts("counter", 4, 3).await;
+    let bystander: Vec<(String, Vec<u8>)> = (0..2_000)
+        .map(|i| {
+            let body = json!({ "eventId": format!("bystander-{i}") });
+            ("relay.calm".to_string(), serde_json::to_vec(&body).unwrap())
+        })
+        .collect();
+    broker.publish_many(&bystander).await;
+    host.wait_counts("counter", 4 + 2_000, 3).await;
+    // The bystander went on while the counter's instance was replaced three
+    // times and a call hung for its full deadline.
+    host.wait_counts("relay", 2_000, 0).await;
+    assert_eq!(host.plugin("relay").await["dead_lettered"], 0);
     // The loop was cut by the 200 ms deadline, not left to run.
     assert!(
         started.elapsed().as_secs() < 10,
@@ -49,8 +61,8 @@ async fn a_trap_a_loop_and_a_memory_hog_each_cost_one_dead_letter() {
     let (_, total) = host.get("/analytics/collections/counts/total").await;
     assert_eq!(
         total,
-        json!({"count": 4}),
-        "the good events applied once each"
+        json!({"count": 4 + 2_000}),
+        "the good events applied once each (the counter also counts the bystander's)"
     );
     let dead = broker
         .drain_exactly(&host.config.dead_letter_queue("counter"), 3)
@@ -68,5 +80,5 @@ async fn a_trap_a_loop_and_a_memory_hog_each_cost_one_dead_letter() {
     assert!(reasons[0].starts_with("trap:"), "{reasons:?}");
     assert_eq!(reasons[1], "timeout");
     assert_eq!(reasons[2], "memory limit");
-    host.cleanup(&["counter"]).await;
+    host.cleanup(&["counter", "relay"]).await;
 }

@@ -5,7 +5,7 @@
 //!   test fixtures in `target/test-plugins/<name>.wasm`
 //! - `run`    build (release), make sure a broker is reachable, run the host
 //! - `test`   build the plugins, make sure a broker is reachable, run all tests
-//! - `bench`  build the plugins, run the throughput benchmark
+//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, or both)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -19,7 +19,10 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins copied into `plugins/` for users.
 const SHIPPED: &[&str] = &["merge"];
 /// Plugins only the tests load.
-const FIXTURES: &[&str] = &["counter"];
+const FIXTURES: &[&str] = &["counter", "relay", "not-a-transformer"];
+/// Second builds of plugins (with their `test-variant` feature) that the
+/// hot-reload tests swap in: `target/test-plugins/<name>-variant.wasm`.
+const VARIANTS: &[&str] = &["merge", "relay", "counter"];
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 fn main() {
@@ -28,7 +31,7 @@ fn main() {
         Some("build") => build_plugins().and_then(|()| cargo(&["build", "-p", "switchyard"])),
         Some("run") => run(&args[1..]),
         Some("test") => test(&args[1..]),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("lint") => lint(),
         _ => {
             eprintln!("usage: cargo xtask <build|run|test|bench|lint> [args]");
@@ -83,8 +86,9 @@ fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
-/// Builds every plugin crate for wasm32-wasip2 in one cargo invocation and
-/// copies the components where the host and the tests look for them.
+/// Builds every plugin crate for wasm32-wasip2 in one cargo invocation,
+/// then the test variants, and copies the components where the host and
+/// the tests look for them.
 fn build_plugins() -> Result<()> {
     ensure_wasm_target()?;
     let packages: Vec<String> = SHIPPED
@@ -98,21 +102,68 @@ fn build_plugins() -> Result<()> {
     }
     cargo(&args)?;
     let root = root();
-    let out = root.join("target").join(WASM_TARGET).join("plugin");
     let fixtures = root.join("target").join("test-plugins");
     std::fs::create_dir_all(&fixtures)?;
-    for (names, dest) in [(SHIPPED, root.join("plugins")), (FIXTURES, fixtures)] {
-        for name in names {
-            let built = out.join(format!("switchyard_{}.wasm", name.replace('-', "_")));
-            let target = dest.join(format!("{name}.wasm"));
-            // Write beside, then rename: a running host never sees half a file.
-            let partial = dest.join(format!(".{name}.wasm.tmp"));
-            std::fs::copy(&built, &partial)
-                .with_context(|| format!("copying {}", built.display()))?;
-            std::fs::rename(&partial, &target)?;
-            eprintln!("xtask: {}", target.display());
-        }
+    for name in SHIPPED {
+        install(name, &root.join("plugins").join(format!("{name}.wasm")))?;
     }
+    for name in FIXTURES {
+        install(name, &fixtures.join(format!("{name}.wasm")))?;
+    }
+    // In a target folder of their own: a cdylib's file name does not change
+    // with its features, so sharing the folder would rebuild both each time.
+    let variants = root.join("target").join("variants");
+    let variants_dir = variants.to_string_lossy().into_owned();
+    for name in VARIANTS {
+        let package = format!("switchyard-{name}");
+        cargo(&[
+            "build",
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            "plugin",
+            "--target-dir",
+            &variants_dir,
+            "-p",
+            &package,
+            "--features",
+            "test-variant",
+        ])?;
+        install_from(
+            &variants,
+            name,
+            &fixtures.join(format!("{name}-variant.wasm")),
+        )?;
+    }
+    Ok(())
+}
+
+/// Copies the component cargo just built for plugin `name` to `target`.
+fn install(name: &str, target: &Path) -> Result<()> {
+    install_from(&root().join("target"), name, target)
+}
+
+fn install_from(target_dir: &Path, name: &str, target: &Path) -> Result<()> {
+    let out = target_dir.join(WASM_TARGET).join("plugin");
+    // A library crate's component is named after the crate, a binary's
+    // after the binary.
+    let built = [
+        out.join(format!("switchyard_{}.wasm", name.replace('-', "_"))),
+        out.join(format!("{name}.wasm")),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .with_context(|| format!("no component built for {name}"))?;
+    // Write beside, then rename: a running host never sees half a file.
+    let dest = target.parent().context("no folder")?;
+    let file = target
+        .file_name()
+        .context("no file name")?
+        .to_string_lossy();
+    let partial = dest.join(format!(".{file}.tmp"));
+    std::fs::copy(&built, &partial).with_context(|| format!("copying {}", built.display()))?;
+    std::fs::rename(&partial, target)?;
+    eprintln!("xtask: {}", target.display());
     Ok(())
 }
 
@@ -209,10 +260,19 @@ fn test(args: &[String]) -> Result<()> {
     cargo(&cargo_args)
 }
 
-fn bench() -> Result<()> {
+/// `cargo xtask bench [throughput|reload]`: one benchmark, or both.
+fn bench(which: &[String]) -> Result<()> {
+    let benches: Vec<&str> = match which.first().map(String::as_str) {
+        None => vec!["throughput", "reload"],
+        Some(name @ ("throughput" | "reload")) => vec![name],
+        Some(other) => bail!("unknown benchmark {other:?}: throughput or reload"),
+    };
     build_plugins()?;
     ensure_broker()?;
-    cargo(&["bench", "-p", "switchyard", "--bench", "throughput"])
+    for name in benches {
+        cargo(&["bench", "-p", "switchyard", "--bench", name])?;
+    }
+    Ok(())
 }
 
 fn lint() -> Result<()> {

@@ -35,9 +35,9 @@ pub enum CallMode {
 /// values, over the store. `None` marks a delete (or, in the cache, a key
 /// known to be absent).
 ///
-/// The cache is sound because every writer of a plugin's state goes through
-/// its one instance (batches and API writes hold the instance's lock), so
-/// nothing else changes committed state behind it.
+/// The cache is sound because every writer of a plugin's state holds the
+/// plugin's writer lock, and an instance drops its cache when another
+/// version of the plugin committed since (see `Instance::sync_cache`).
 #[derive(Debug, Default)]
 pub struct StateOverlay {
     committed: HashMap<String, Option<Vec<u8>>>,
@@ -62,6 +62,11 @@ impl StateOverlay {
             self.committed.clear();
         }
         self.committed.insert(key, value);
+    }
+
+    /// Forgets the cache of committed values (someone else committed).
+    pub fn forget_committed(&mut self) {
+        self.committed.clear();
     }
 
     /// The event succeeded: its writes join the batch.

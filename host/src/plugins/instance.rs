@@ -45,6 +45,9 @@ pub struct Instance {
     name: String,
     deadline_ticks: u64,
     memory_bytes: usize,
+    /// The plugin's state generation (see `PluginSlot`) that this
+    /// instance's cache of committed state reflects.
+    cache_generation: u64,
 }
 
 impl Instance {
@@ -62,6 +65,7 @@ impl Instance {
             name: String::new(),
             deadline_ticks,
             memory_bytes,
+            cache_generation: 0,
         })
     }
 
@@ -148,10 +152,20 @@ impl Instance {
         self.store.data_mut().overlay.take_batch()
     }
 
-    /// The writes from [`Instance::take_state_writes`] are committed: later
-    /// reads are served from memory.
-    pub fn state_committed(&mut self, writes: Vec<(String, Option<Vec<u8>>)>) {
+    /// Drops the cache of committed state if another writer (another
+    /// version of the plugin) committed since it was filled.
+    pub fn sync_cache(&mut self, generation: u64) {
+        if self.cache_generation != generation {
+            self.store.data_mut().overlay.forget_committed();
+            self.cache_generation = generation;
+        }
+    }
+
+    /// The writes from [`Instance::take_state_writes`] are committed as the
+    /// plugin's state `generation`: later reads are served from memory.
+    pub fn state_committed(&mut self, writes: Vec<(String, Option<Vec<u8>>)>, generation: u64) {
         self.store.data_mut().overlay.committed(writes);
+        self.cache_generation = generation;
     }
 
     /// One page of a read-side view. `Ok(Err(_))` is the plugin's answer to

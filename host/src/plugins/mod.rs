@@ -1,28 +1,35 @@
 //! Plugins: the wasmtime engine, loading and validating `.wasm` components,
-//! and the registry of what is loaded (and what failed to load, and why).
+//! and what a loaded plugin is: a [`PluginSlot`] per name whose current
+//! [`LoadedPlugin`] version can be replaced while it runs.
 //!
 //! This module runs WebAssembly; it does not know about brokers or HTTP.
 
 pub mod bindings;
+pub mod cache;
 pub mod instance;
+pub mod registry;
+pub mod watcher;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config as EngineConfig, Engine};
 
 use crate::store::{Store, now_ms};
 use bindings::{HostState, Transformer, TransformerPre};
+use cache::{CompileCache, Source};
 pub use instance::{CallError, Instance};
+pub use registry::{LoadFailure, PluginRegistry};
 
 /// How often the epoch advances; plugin deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The worlds a plugin may implement, as `GET /plugins` names them.
+pub const TRANSFORMER_WORLD: &str = "transformer";
 
 /// The wasmtime engine and linker shared by every plugin, plus the sandbox
 /// limits each instance gets.
@@ -30,15 +37,22 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Linker<HostState>,
     db: Arc<Store>,
+    cache: Option<CompileCache>,
     deadline_ticks: u64,
     memory_bytes: usize,
 }
 
 impl PluginEngine {
     /// An engine whose plugin calls are interrupted after `timeout` and whose
-    /// instances may grow to `memory_bytes`. Starts the epoch ticker thread
-    /// (it stops when the engine is dropped).
-    pub fn new(db: Arc<Store>, timeout: Duration, memory_bytes: usize) -> Result<Self> {
+    /// instances may grow to `memory_bytes`; compiled plugins are cached in
+    /// `cache_dir` when given. Starts the epoch ticker thread (it stops when
+    /// the engine is dropped).
+    pub fn new(
+        db: Arc<Store>,
+        timeout: Duration,
+        memory_bytes: usize,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self> {
         let mut config = EngineConfig::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config)
@@ -62,6 +76,7 @@ impl PluginEngine {
             .context("starting the epoch thread")?;
         let deadline_ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         Ok(Self {
+            cache: cache_dir.map(|dir| CompileCache::new(dir, &engine)),
             engine,
             linker,
             db,
@@ -70,14 +85,20 @@ impl PluginEngine {
         })
     }
 
-    /// Compiles, instantiates and describes the plugin in `path`. Blocking
-    /// (compiling takes tens of milliseconds): call it off the reactor.
-    pub fn load(&self, path: &Path) -> Result<LoadedPlugin> {
-        let bytes = std::fs::read(path).context("reading the file")?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let component = Component::new(&self.engine, &bytes)
-            .map_err(anyhow::Error::from)
-            .context("not a WebAssembly component")?;
+    /// Compiles (or takes from the cache), links, instantiates and describes
+    /// the component `wasm` read from `path`, whose sha256 is `sha256`.
+    /// Blocking: call it off the reactor.
+    pub fn load(&self, path: &Path, wasm: &[u8], sha256: &str) -> Result<LoadedPlugin> {
+        let started = Instant::now();
+        let (component, source) = match &self.cache {
+            Some(cache) => cache.component(&self.engine, sha256, wasm)?,
+            None => (
+                wasmtime::component::Component::new(&self.engine, wasm)
+                    .map_err(anyhow::Error::from)
+                    .context("not a WebAssembly component")?,
+                Source::Compiled,
+            ),
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -100,11 +121,13 @@ impl PluginEngine {
         Ok(LoadedPlugin {
             name: info.name.clone(),
             info,
-            sha256,
+            world: TRANSFORMER_WORLD,
+            sha256: sha256.to_owned(),
             file: path.to_owned(),
             loaded_at_ms: now_ms(),
-            counters: Counters::default(),
-            outbox_pending: AtomicBool::new(false),
+            load_ms: started.elapsed().as_secs_f64() * 1e3,
+            from_cache: source == Source::Cache,
+            first_batch_at_ms: AtomicI64::new(0),
             instance: Mutex::new(instance),
         })
     }
@@ -123,7 +146,7 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What a plugin has done since it was loaded.
+/// What a plugin has done since the host started, across its versions.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub applied: AtomicU64,
@@ -132,16 +155,23 @@ pub struct Counters {
     pub commits: AtomicU64,
 }
 
-/// A plugin ready to run.
+/// One version of a plugin, ready to run: a compiled component, its
+/// description and its live instance.
 pub struct LoadedPlugin {
     pub name: String,
     pub info: bindings::PluginInfo,
+    /// The world the component implements.
+    pub world: &'static str,
     /// sha256 of the file, hex: the version recorded with applied events.
     pub sha256: String,
     pub file: PathBuf,
     pub loaded_at_ms: i64,
-    pub counters: Counters,
-    outbox_pending: AtomicBool,
+    /// Milliseconds from reading the file to a described instance.
+    pub load_ms: f64,
+    /// Whether the compiled code came from the compile cache.
+    pub from_cache: bool,
+    /// When this version first handled a batch (0: not yet).
+    first_batch_at_ms: AtomicI64,
     instance: Mutex<Instance>,
 }
 
@@ -156,12 +186,93 @@ impl std::fmt::Debug for LoadedPlugin {
 
 impl LoadedPlugin {
     /// Exclusive use of the instance: one batch (or one API write, or one
-    /// view) at a time, which also serialises every writer of this plugin's
-    /// state. Blocking.
+    /// view) at a time. Blocking.
     pub fn instance(&self) -> MutexGuard<'_, Instance> {
         // A panic while holding the lock cannot leave the instance worse
         // than a trap does; keep serving.
         self.instance.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn serves_view(&self, view: &str) -> bool {
+        self.info.views.iter().any(|v| v == view)
+    }
+
+    /// Records that this version handles a batch now (the first time counts).
+    pub fn note_batch(&self) {
+        let _ = self.first_batch_at_ms.compare_exchange(
+            0,
+            now_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// When this version first handled a batch, if it has.
+    pub fn first_batch_at_ms(&self) -> Option<i64> {
+        match self.first_batch_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(at),
+        }
+    }
+}
+
+/// A plugin by name: its current version, which a reload replaces between
+/// batches, and what outlives versions (counters, the state writer lock).
+pub struct PluginSlot {
+    pub name: String,
+    current: RwLock<Arc<LoadedPlugin>>,
+    /// Held while a batch (or API write) of any version is applied and
+    /// committed: one writer of the plugin's state at a time.
+    writer: Mutex<()>,
+    /// Bumped by each state commit, so that an instance whose cache of
+    /// committed state predates another version's commit drops it.
+    state_generation: AtomicU64,
+    pub counters: Counters,
+    /// How many times a new version replaced the running one.
+    pub reloads: AtomicU64,
+    outbox_pending: AtomicBool,
+}
+
+impl PluginSlot {
+    pub fn new(version: LoadedPlugin) -> Self {
+        Self {
+            name: version.name.clone(),
+            current: RwLock::new(Arc::new(version)),
+            writer: Mutex::new(()),
+            state_generation: AtomicU64::new(0),
+            counters: Counters::default(),
+            reloads: AtomicU64::new(0),
+            outbox_pending: AtomicBool::new(false),
+        }
+    }
+
+    /// The version that handles the next batch.
+    pub fn current(&self) -> Arc<LoadedPlugin> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Makes `version` current; a batch in flight finishes on the old one.
+    pub fn replace(&self, version: LoadedPlugin) -> Arc<LoadedPlugin> {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::replace(&mut *current, Arc::new(version));
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        old
+    }
+
+    /// Exclusive right to write this plugin's state, whichever version
+    /// writes. Take it before the version's instance. Blocking.
+    pub fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state_generation(&self) -> u64 {
+        self.state_generation.load(Ordering::Acquire)
+    }
+
+    /// A state commit happened (call with the writer lock held); returns
+    /// the new generation.
+    pub fn state_committed(&self) -> u64 {
+        self.state_generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Marks that events of this plugin wait in the outbox (written outside
@@ -173,104 +284,6 @@ impl LoadedPlugin {
     /// Whether events were noted since the last call.
     pub fn take_outbox_flag(&self) -> bool {
         self.outbox_pending.swap(false, Ordering::Relaxed)
-    }
-
-    pub fn serves_view(&self, view: &str) -> bool {
-        self.info.views.iter().any(|v| v == view)
-    }
-}
-
-/// A file in the plugins folder that could not be loaded.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LoadFailure {
-    pub file: PathBuf,
-    pub error: String,
-    pub at_ms: i64,
-}
-
-/// What is loaded, by name, and what failed.
-#[derive(Default)]
-pub struct PluginRegistry {
-    plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
-    failures: RwLock<Vec<LoadFailure>>,
-}
-
-impl PluginRegistry {
-    /// Loads every `*.wasm` directly inside `dir`, in name order. A file
-    /// that fails is logged and recorded; the others still load. Blocking.
-    pub fn load_dir(engine: &PluginEngine, dir: &Path) -> Result<Self> {
-        let registry = Self::default();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading plugins folder {}", dir.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
-            .collect();
-        files.sort();
-        for file in files {
-            let loaded = engine
-                .load(&file)
-                .and_then(|plugin| registry.insert(plugin));
-            match loaded {
-                Ok(plugin) => tracing::info!(
-                    plugin = %plugin.name,
-                    version = %plugin.info.version,
-                    sha256 = %&plugin.sha256[..12],
-                    subscriptions = ?plugin.info.subscriptions,
-                    file = %file.display(),
-                    "plugin loaded"
-                ),
-                Err(e) => {
-                    let error = format!("{e:#}");
-                    tracing::error!(file = %file.display(), %error, "plugin not loaded");
-                    registry
-                        .failures
-                        .write()
-                        .expect("registry poisoned")
-                        .push(LoadFailure {
-                            file,
-                            error,
-                            at_ms: now_ms(),
-                        });
-                }
-            }
-        }
-        Ok(registry)
-    }
-
-    fn insert(&self, plugin: LoadedPlugin) -> Result<Arc<LoadedPlugin>> {
-        let mut plugins = self.plugins.write().expect("registry poisoned");
-        if let Some(other) = plugins.get(&plugin.name) {
-            bail!(
-                "plugin name {:?} is already used by {}",
-                plugin.name,
-                other.file.display()
-            );
-        }
-        let plugin = Arc::new(plugin);
-        plugins.insert(plugin.name.clone(), Arc::clone(&plugin));
-        Ok(plugin)
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
-        self.plugins
-            .read()
-            .expect("registry poisoned")
-            .get(name)
-            .cloned()
-    }
-
-    /// Every loaded plugin, in name order.
-    pub fn all(&self) -> Vec<Arc<LoadedPlugin>> {
-        self.plugins
-            .read()
-            .expect("registry poisoned")
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    pub fn failures(&self) -> Vec<LoadFailure> {
-        self.failures.read().expect("registry poisoned").clone()
     }
 }
 

@@ -2,7 +2,16 @@
 //! real RabbitMQ on loopback (with its own exchange and queue names, so
 //! tests run in parallel), real `.wasm` plugins built by `cargo xtask
 //! build`, and helpers to publish, read dead letters and query the API.
+//!
+//! For the fault tests: [`process`] runs the real binary as a child process
+//! (to kill it), [`workload`] makes a large event stream with its expected
+//! outcome and publishes it through broker outages, and [`broker_lock`]
+//! keeps tests that need the broker up apart from one that stops it.
 #![allow(dead_code)]
+
+pub mod broker_lock;
+pub mod process;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,7 +74,8 @@ pub fn seed_events() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn unique(prefix: &str) -> String {
+/// A name no other test (or test run) uses: for exchanges and queue prefixes.
+pub fn unique(prefix: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -86,6 +96,8 @@ pub struct TestHost {
     pub base: String,
     pub http: reqwest::Client,
     _dirs: tempfile::TempDir,
+    /// Nobody stops the broker under this host (see [`broker_lock`]).
+    _broker_up: broker_lock::BrokerLock,
 }
 
 impl TestHost {
@@ -101,6 +113,7 @@ impl TestHost {
             .with_env_filter(tracing_subscriber::EnvFilter::new("info,lapin=warn"))
             .with_test_writer()
             .try_init();
+        let broker_up = broker_lock::BrokerLock::shared().await;
         let dirs = tempfile::tempdir().unwrap();
         let plugin_dir = dirs.path().join("plugins");
         std::fs::create_dir_all(&plugin_dir).unwrap();
@@ -122,6 +135,7 @@ impl TestHost {
             base: String::new(),
             http: reqwest::Client::new(),
             _dirs: dirs,
+            _broker_up: broker_up,
         };
         host.boot().await;
         host
@@ -247,29 +261,42 @@ impl TestHost {
     /// Deletes this test's queues and exchanges from the broker.
     pub async fn cleanup(mut self, plugins: &[&str]) {
         self.stop().await;
-        let broker = TestBroker::connect(&self.config).await;
-        for p in plugins {
-            for q in [self.config.queue_name(p), self.config.dead_letter_queue(p)] {
-                let _ = broker
-                    .channel
-                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                    .await;
-            }
-            let dlx = self.config.dead_letter_exchange(p);
+        delete_topology(&self.config, plugins).await;
+    }
+}
+
+/// Deletes the queues and exchanges a host with `config` declared for
+/// `plugins`, and its exchange.
+pub async fn delete_topology(config: &Config, plugins: &[&str]) {
+    let broker = TestBroker::connect(config).await;
+    for p in plugins {
+        let retry_queues = config
+            .retry_delays_ms()
+            .into_iter()
+            .map(|ms| config.retry_queue(p, ms));
+        for q in [config.queue_name(p), config.dead_letter_queue(p)]
+            .into_iter()
+            .chain(retry_queues)
+        {
             let _ = broker
                 .channel
-                .exchange_delete(dlx.as_str().into(), ExchangeDeleteOptions::default())
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await;
         }
+        let dlx = config.dead_letter_exchange(p);
         let _ = broker
             .channel
-            .exchange_delete(
-                self.config.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
+            .exchange_delete(dlx.as_str().into(), ExchangeDeleteOptions::default())
             .await;
-        broker.close().await;
     }
+    let _ = broker
+        .channel
+        .exchange_delete(
+            config.exchange.as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
+        .await;
+    broker.close().await;
 }
 
 /// A test's own AMQP connection, to publish like the existing producers do
@@ -311,16 +338,7 @@ impl TestBroker {
     }
 
     pub async fn publish_many(&self, messages: &[(String, Vec<u8>)]) {
-        let mut headers = FieldTable::default();
-        headers.insert(
-            "__TypeId__".into(),
-            AMQPValue::LongString("java.util.HashMap".into()),
-        );
-        let props = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_content_encoding("UTF-8".into())
-            .with_delivery_mode(2)
-            .with_headers(headers);
+        let props = producer_properties();
         let mut confirms = Vec::new();
         for (key, body) in messages {
             let confirm = self
@@ -395,6 +413,21 @@ impl TestBroker {
         assert_eq!(got.len(), n, "{queue} holds more messages than expected");
         got
     }
+}
+
+/// The message properties of the existing Spring producers: JSON,
+/// persistent, `__TypeId__`.
+pub fn producer_properties() -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "__TypeId__".into(),
+        AMQPValue::LongString("java.util.HashMap".into()),
+    );
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("UTF-8".into())
+        .with_delivery_mode(2)
+        .with_headers(headers)
 }
 
 /// Polls `condition` every 50 ms until it holds; panics with `what` after `limit`.

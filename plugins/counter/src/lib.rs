@@ -6,8 +6,14 @@
 //! top-level string field `"reject"` is rejected with that string as the
 //! reason, without touching state. A field `"misbehave"` makes it behave as a
 //! hostile plugin would: `"trap"` panics, `"spin"` loops forever, `"hog"`
-//! allocates without end, `"retry"` asks for a retry. Deliberately no serde:
-//! fields are found by a plain scan of the text.
+//! allocates without end, `"retry"` asks for a retry. A field `"fail_times"`
+//! (a decimal string, `"2"`) asks for a retry that many times for that event
+//! id, then succeeds: attempts are remembered in the instance's memory.
+//!
+//! The `test-variant` build is "the fixed plugin": it ignores `"reject"`
+//! and `"misbehave": "retry"`, so events its predecessor dead-lettered can
+//! be replayed to it. Deliberately no serde: fields are found by a plain
+//! scan of the text.
 
 // The generated export glue is `unsafe`; nothing else in the crate is.
 #![allow(unsafe_code)]
@@ -22,28 +28,52 @@ use switchyard::plugin::types::Document;
 
 const COUNT_KEY: &str = "count";
 
+/// Transient failures so far, per event id (for `"fail_times"`).
+static FAILURES: std::sync::Mutex<std::collections::BTreeMap<String, u32>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 struct Counter;
 
 impl Guest for Counter {
     fn describe() -> PluginInfo {
         PluginInfo {
             name: "counter".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: if cfg!(feature = "test-variant") {
+                concat!(env!("CARGO_PKG_VERSION"), "+fixed").to_owned()
+            } else {
+                env!("CARGO_PKG_VERSION").to_owned()
+            },
             subscriptions: vec!["#".to_owned()],
             views: Vec::new(),
         }
     }
 
     fn handle(event: Event) -> Result<Vec<Action>, HandleError> {
-        if let Some(reason) = string_field(&event.body, "reject") {
+        let fixed = cfg!(feature = "test-variant");
+        if let Some(reason) = string_field(&event.body, "reject")
+            && !fixed
+        {
             return Err(HandleError::Reject(reason));
         }
         match string_field(&event.body, "misbehave").as_deref() {
             Some("trap") => panic!("counter told to trap"),
             Some("spin") => spin(),
             Some("hog") => hog(),
-            Some("retry") => return Err(HandleError::Retry("counter told to retry".to_owned())),
+            Some("retry") if !fixed => {
+                return Err(HandleError::Retry("counter told to retry".to_owned()));
+            }
             _ => {}
+        }
+        if let Some(times) = string_field(&event.body, "fail_times") {
+            let times: u32 = times.parse().unwrap_or(0);
+            let mut failures = FAILURES.lock().unwrap_or_else(|p| p.into_inner());
+            let failed = failures.entry(event.id.clone()).or_insert(0);
+            if *failed < times {
+                *failed += 1;
+                return Err(HandleError::Retry(format!(
+                    "transient failure {failed} of {times}"
+                )));
+            }
         }
         let count = match state::get(COUNT_KEY) {
             None => 0,

@@ -17,7 +17,11 @@ impl Guest for Merge {
     fn describe() -> PluginInfo {
         PluginInfo {
             name: crate::NAME.to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: if cfg!(feature = "test-variant") {
+                concat!(env!("CARGO_PKG_VERSION"), "+variant").to_owned()
+            } else {
+                env!("CARGO_PKG_VERSION").to_owned()
+            },
             subscriptions: crate::SUBSCRIPTIONS
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -58,11 +62,27 @@ fn to_wit(action: merge::Action) -> Action {
         } => Action::Upsert(Document {
             collection,
             key,
-            json,
+            json: mark_variant(json),
         }),
         merge::Action::Delete { collection, key } => {
             Action::Delete(DocumentRef { collection, key })
         }
+    }
+}
+
+/// The `test-variant` build marks what it writes, so that tests can tell
+/// which build produced a document; the shipped build writes `json` as is.
+fn mark_variant(json: String) -> String {
+    match json.strip_suffix('}') {
+        Some(open) if cfg!(feature = "test-variant") => {
+            let comma = if open.trim_end().ends_with('{') {
+                ""
+            } else {
+                ","
+            };
+            format!("{open}{comma}\"build\":\"variant\"}}")
+        }
+        _ => json,
     }
 }
 

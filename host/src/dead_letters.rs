@@ -1,0 +1,150 @@
+//! A plugin's dead letters: reading them without taking them, and replaying
+//! them through the plugin's current version (so that a fixed plugin can
+//! repair what its predecessor rejected). Used by `switchyard dlq` and the
+//! admin API.
+
+use anyhow::{Context, Result};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Connection};
+use serde::Serialize;
+
+use crate::broker::{Outgoing, Publisher};
+use crate::config::Config;
+use crate::headers;
+use crate::store::now_ms;
+
+/// Dead letters sent back per broker round trip.
+const REPLAY_CHUNK: usize = 200;
+
+/// One dead letter, as `switchyard dlq list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub routing_key: String,
+    pub event_id: Option<String>,
+    pub reason: Option<String>,
+    pub attempts: Option<i64>,
+    pub plugin_version: Option<String>,
+    pub failed_at_ms: Option<i64>,
+    pub first_failed_at_ms: Option<i64>,
+    /// The original body (lossy UTF-8).
+    pub body: String,
+}
+
+/// How many messages a plugin's dead-letter queue holds now.
+async fn depth(channel: &Channel, config: &Config, plugin: &str) -> Result<u32> {
+    let dlq = config.dead_letter_queue(plugin);
+    let queue = channel
+        .queue_declare(
+            ShortString::from(dlq.as_str()),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("no dead-letter queue {dlq:?}: is {plugin:?} a plugin here?"))?;
+    Ok(queue.message_count())
+}
+
+/// Up to `limit` dead letters of `plugin`, oldest first, left in the queue.
+/// Returns them and how many the queue holds in all.
+pub async fn list(
+    connection: &Connection,
+    config: &Config,
+    plugin: &str,
+    limit: usize,
+) -> Result<(Vec<DeadLetter>, u32)> {
+    let channel = connection.create_channel().await?;
+    let total = depth(&channel, config, plugin).await?;
+    let dlq = config.dead_letter_queue(plugin);
+    let mut letters = Vec::new();
+    while letters.len() < limit.min(total as usize) {
+        let got = channel
+            .basic_get(
+                ShortString::from(dlq.as_str()),
+                BasicGetOptions { no_ack: false },
+            )
+            .await
+            .context("reading the dead-letter queue")?;
+        let Some(message) = got else { break };
+        let d = message.delivery;
+        let table = d.properties.headers().as_ref();
+        letters.push(DeadLetter {
+            routing_key: d.routing_key.to_string(),
+            event_id: serde_json::from_slice::<serde_json::Value>(&d.data)
+                .ok()
+                .and_then(|v| v.get("eventId").and_then(|i| i.as_str()).map(str::to_owned)),
+            reason: headers::text(table, headers::REASON),
+            attempts: headers::int(table, headers::ATTEMPTS),
+            plugin_version: headers::text(table, headers::PLUGIN_VERSION),
+            failed_at_ms: headers::int(table, headers::FAILED_AT_MS),
+            first_failed_at_ms: headers::int(table, headers::FIRST_FAILED_AT_MS),
+            body: String::from_utf8_lossy(&d.data).into_owned(),
+        });
+    }
+    // Closing the channel returns every unacknowledged message to the
+    // queue, in its place.
+    let _ = channel.close(200, ShortString::from("listed")).await;
+    Ok((letters, total))
+}
+
+/// Sends every message now in `plugin`'s dead-letter queue back to the
+/// plugin's queue, without its diagnosis headers (so it gets a full set of
+/// attempts) and with its original routing key. Each is removed from the
+/// dead-letter queue only once the broker confirmed its copy. Messages
+/// that fail again while the replay runs are not replayed twice. Returns
+/// how many were replayed.
+pub async fn replay(connection: &Connection, config: &Config, plugin: &str) -> Result<u32> {
+    let channel = connection.create_channel().await?;
+    let publisher = Publisher::open(connection).await?;
+    let total = depth(&channel, config, plugin).await?;
+    let dlq = config.dead_letter_queue(plugin);
+    let queue = config.queue_name(plugin);
+    let mut replayed = 0;
+    while replayed < total {
+        // A chunk at a time: published together, confirmed, then removed
+        // from the dead-letter queue with one acknowledgement.
+        let mut copies = Vec::new();
+        let mut last_tag = None;
+        while copies.len() < REPLAY_CHUNK && replayed + (copies.len() as u32) < total {
+            let got = channel
+                .basic_get(
+                    ShortString::from(dlq.as_str()),
+                    BasicGetOptions { no_ack: false },
+                )
+                .await
+                .context("reading the dead-letter queue")?;
+            let Some(message) = got else { break };
+            let d = message.delivery;
+            let received = d.properties.headers().clone().unwrap_or_default();
+            let mut table = headers::without(&received, &headers::DIAGNOSIS);
+            let routing_key = headers::text(Some(&received), headers::ROUTING_KEY)
+                .unwrap_or_else(|| d.routing_key.to_string());
+            headers::set_text(&mut table, headers::ROUTING_KEY, routing_key);
+            headers::set_int(&mut table, headers::REPLAYED_AT_MS, now_ms());
+            copies.push(Outgoing {
+                exchange: String::new(),
+                routing_key: queue.clone(),
+                body: d.data,
+                properties: d.properties.with_headers(table),
+            });
+            last_tag = Some(d.delivery_tag);
+        }
+        let Some(last_tag) = last_tag else { break };
+        publisher
+            .publish_all(&copies)
+            .await
+            .context("sending dead letters back to the plugin's queue")?;
+        channel
+            .basic_ack(last_tag, BasicAckOptions { multiple: true })
+            .await
+            .context("removing replayed dead letters")?;
+        replayed += copies.len() as u32;
+    }
+    publisher.close().await;
+    let _ = channel.close(200, ShortString::from("replayed")).await;
+    tracing::info!(plugin, replayed, "dead letters replayed");
+    Ok(replayed)
+}

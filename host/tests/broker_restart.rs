@@ -1,0 +1,166 @@
+//! Broker restart: `rabbitmqctl stop_app` while events flow. Meanwhile the
+//! host says 503 on `/health` and keeps serving reads; after `start_app` it
+//! reconnects and carries on, the publisher sends again what the broker
+//! never confirmed, and in the end nothing is lost or applied twice.
+//!
+//! Stopping the broker disrupts every test using it on this machine, so
+//! this is its own test binary (cargo runs binaries one at a time), it
+//! holds the exclusive [`BrokerLock`] throughout (the other fault tests
+//! hold it shared), and the broker is started again even if the test
+//! fails.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::broker_lock::BrokerLock;
+use common::process::ChildHost;
+use common::workload::{
+    CustomerWorkload, PLUGINS, Pace, Publishing, assert_no_dead_letters, test_seed,
+};
+
+const EVENTS: usize = 20_000;
+const CUSTOMERS: usize = 1_000;
+const DUPLICATES: usize = 200;
+/// How long the broker stays stopped.
+const OUTAGE: Duration = Duration::from_secs(5);
+/// Slow enough that the stream outlasts the outage.
+const PACE: Pace = Pace {
+    chunk: 500,
+    pause: Duration::from_millis(150),
+};
+
+/// The broker's application stopped (`rabbitmqctl stop_app`); started
+/// again by [`BrokerStopped::start`] or, if the test panics first, on drop.
+struct BrokerStopped {
+    started: bool,
+}
+
+impl BrokerStopped {
+    async fn stop() -> Self {
+        // The guard exists before the command runs: a stop that half
+        // happened is undone too.
+        let guard = Self { started: false };
+        rabbitmqctl("stop_app").await;
+        guard
+    }
+
+    async fn start(mut self) {
+        rabbitmqctl("start_app").await;
+        self.started = true;
+    }
+}
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        if !self.started {
+            eprintln!("starting the broker again after a failure: rabbitmqctl start_app");
+            let status = Command::new("rabbitmqctl").arg("start_app").status();
+            eprintln!("rabbitmqctl start_app: {status:?}");
+        }
+    }
+}
+
+async fn rabbitmqctl(command: &str) {
+    let status = tokio::process::Command::new("rabbitmqctl")
+        .arg(command)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("rabbitmqctl is installed with RabbitMQ");
+    assert!(status.success(), "rabbitmqctl {command}: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice() {
+    let lock = BrokerLock::exclusive().await;
+    println!("broker lock taken after {:.1?}", lock.waited);
+    let started = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(test_seed());
+    let workload = CustomerWorkload::new(&mut rng, EVENTS, CUSTOMERS, DUPLICATES);
+    let mut host = ChildHost::start(PLUGINS).await;
+    host.wait_healthy().await;
+    let publishing = Publishing::start(&host.config, workload.messages.clone(), PACE);
+
+    let point = rng.u64(EVENTS as u64 / 10..EVENTS as u64 / 4);
+    workload.wait_counted(&host, point).await;
+    let confirmed_at_stop = publishing.confirmed();
+    let stopped_at = Instant::now();
+    let stopped = BrokerStopped::stop().await;
+    println!(
+        "broker stopped at counter {} (point {point}), {confirmed_at_stop} messages confirmed; stop_app took {:.1?}",
+        workload.counted(&host).await,
+        stopped_at.elapsed()
+    );
+
+    // While the broker is away: unhealthy, but reads are served.
+    common::eventually("/health to say 503", Duration::from_secs(15), || async {
+        host.get("/health").await.0 == 503
+    })
+    .await;
+    let (_, health) = host.get("/health").await;
+    println!("health during the outage: {health}");
+    assert!(
+        health["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broker")),
+        "{health}"
+    );
+    let during = workload.counted(&host).await;
+    for path in [
+        "/plugins",
+        "/analytics/collections/customers?limit=10",
+        "/analytics/collections/counts/total",
+        "/analytics/data?limit=10",
+    ] {
+        let (status, body) = host.get(path).await;
+        assert_eq!(status, 200, "GET {path} during the outage: {body}");
+    }
+    tokio::time::sleep(OUTAGE.saturating_sub(stopped_at.elapsed())).await;
+    let restarting = Instant::now();
+    stopped.start().await;
+    let outage = stopped_at.elapsed();
+    println!(
+        "broker started again after an outage of {outage:.1?} (start_app took {:.1?}); counter was {during} meanwhile",
+        restarting.elapsed()
+    );
+
+    host.wait_healthy().await;
+    let (_, health) = host.get("/health").await;
+    assert!(
+        health["connections"].as_u64() >= Some(2),
+        "the host reconnected: {health}"
+    );
+    println!(
+        "host healthy again {:.1?} after start_app, after {} failed connection attempts",
+        restarting.elapsed(),
+        host.log_count("broker unavailable")
+    );
+
+    let published = publishing.finish().await;
+    if confirmed_at_stop < workload.messages.len() {
+        assert!(
+            published.reconnects >= 1,
+            "the publisher was mid-stream, so it had to reconnect: {published:?}"
+        );
+    }
+    workload.wait_applied(&host, Duration::from_secs(60)).await;
+    workload.assert_api_state(&host).await;
+    let (status, _) = host.terminate(Duration::from_secs(10)).await;
+    assert!(status.success(), "host exited with {status}");
+    workload.assert_store(&host.open_store());
+    assert_no_dead_letters(&host.config).await;
+
+    println!(
+        "broker restart: 1 broker restart ({outage:.1?} down); {} messages published ({} distinct events, {} duplicates, {} re-sent after {} publisher reconnects) in {:.1?}; test took {:.1?}",
+        published.messages,
+        workload.distinct,
+        workload.duplicates,
+        published.resent,
+        published.reconnects,
+        published.elapsed,
+        started.elapsed()
+    );
+    host.cleanup(PLUGINS).await;
+}
