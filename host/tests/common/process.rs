@@ -41,6 +41,12 @@ impl ChildHost {
     /// Starts the binary with `plugins` copied into its plugins folder and
     /// waits until its API answers (not necessarily healthy yet).
     pub async fn start(plugins: &[&str]) -> Self {
+        Self::start_with(plugins, |_| {}).await
+    }
+
+    /// Like [`ChildHost::start`], with settings changed by `adjust` (the
+    /// broker URL and the flags `spawn` passes).
+    pub async fn start_with(plugins: &[&str], adjust: impl FnOnce(&mut Config)) -> Self {
         let dirs = tempfile::tempdir().unwrap();
         let plugin_dir = dirs.path().join("plugins");
         std::fs::create_dir_all(&plugin_dir).unwrap();
@@ -59,6 +65,7 @@ impl ChildHost {
         config.data = dirs.path().join("data");
         config.exchange = unique("sy-fault-exchange");
         config.queue_prefix = unique("sy-fault");
+        adjust(&mut config);
         let mut host = Self {
             base: format!("http://{}", config.http),
             config,
