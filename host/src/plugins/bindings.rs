@@ -125,8 +125,12 @@ impl HostState {
         }
     }
 
-    pub fn db(&self) -> Arc<Store> {
-        Arc::clone(&self.db)
+    /// A fresh state for a fresh instance of the same plugin: same store,
+    /// limits and grants; the overlay (uncommitted writes, cache) moves over.
+    pub fn renewed(&mut self, memory_bytes: usize) -> Self {
+        let mut state = Self::new(&self.plugin, Arc::clone(&self.db), memory_bytes);
+        state.overlay = std::mem::take(&mut self.overlay);
+        state
     }
 
     pub fn rename(&mut self, plugin: &str) {

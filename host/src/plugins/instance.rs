@@ -3,11 +3,29 @@
 //! costs that call only: the instance is replaced by a fresh one.
 
 use anyhow::Context;
-use wasmtime::Store;
+use wasmtime::{Engine, Store};
 
 use super::bindings::{
     Action, CallMode, Event, HandleError, HostState, Transformer, TransformerPre, ViewPage,
 };
+
+/// What an [`Instance`] needs of a world's generated bindings: how to
+/// instantiate them from their pre-instance.
+pub trait World: Sized {
+    type Pre;
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self>;
+    fn engine(pre: &Self::Pre) -> &Engine;
+}
+
+impl World for Transformer {
+    type Pre = TransformerPre<HostState>;
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn engine(pre: &Self::Pre) -> &Engine {
+        pre.engine()
+    }
+}
 
 /// Why a plugin call produced no actions. The pipeline turns each into
 /// acknowledge-and-dead-letter or requeue.
@@ -37,11 +55,11 @@ impl CallError {
     }
 }
 
-/// A store, its instance, and what is needed to rebuild both.
-pub struct Instance {
+/// A store, its instance of world `W`, and what is needed to rebuild both.
+pub struct Instance<W: World = Transformer> {
     store: Store<HostState>,
-    bindings: Transformer,
-    pre: TransformerPre<HostState>,
+    bindings: W,
+    pre: W::Pre,
     name: String,
     deadline_ticks: u64,
     memory_bytes: usize,
@@ -50,9 +68,9 @@ pub struct Instance {
     cache_generation: u64,
 }
 
-impl Instance {
+impl<W: World> Instance<W> {
     pub(super) fn new(
-        pre: TransformerPre<HostState>,
+        pre: W::Pre,
         state: HostState,
         deadline_ticks: u64,
         memory_bytes: usize,
@@ -106,14 +124,29 @@ impl Instance {
     /// A fresh instance in a fresh store; the batch's uncommitted state
     /// writes carry over.
     fn reset(&mut self) -> anyhow::Result<()> {
-        let old = self.store.data_mut();
-        let mut state = HostState::new(&self.name, old.db(), self.memory_bytes);
-        state.overlay = std::mem::take(&mut old.overlay);
+        let mut state = self.store.data_mut().renewed(self.memory_bytes);
         state.overlay.discard_event();
         let (store, bindings) = instantiate(&self.pre, state, self.deadline_ticks)?;
         self.store = store;
         self.bindings = bindings;
         Ok(())
+    }
+}
+
+impl Instance<Transformer> {
+    /// One page of a read-side view. `Ok(Err(_))` is the plugin's answer to
+    /// a bad request.
+    pub fn view(
+        &mut self,
+        name: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Result<ViewPage, String>, CallError> {
+        self.arm(CallMode::ReadOnly);
+        match self.bindings.call_view(&mut self.store, name, after, limit) {
+            Ok(answer) => Ok(answer),
+            Err(e) => Err(self.failed(e)),
+        }
     }
 
     pub fn describe(&mut self) -> Result<super::bindings::PluginInfo, CallError> {
@@ -135,7 +168,9 @@ impl Instance {
             Err(e) => Err(self.failed(e)),
         }
     }
+}
 
+impl<W: World> Instance<W> {
     /// The last handled event is applied (`true`: its state writes join the
     /// batch's) or not (`false`: they vanish).
     pub fn finish_event(&mut self, applied: bool) {
@@ -167,35 +202,19 @@ impl Instance {
         self.store.data_mut().overlay.committed(writes);
         self.cache_generation = generation;
     }
-
-    /// One page of a read-side view. `Ok(Err(_))` is the plugin's answer to
-    /// a bad request.
-    pub fn view(
-        &mut self,
-        name: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Result<ViewPage, String>, CallError> {
-        self.arm(CallMode::ReadOnly);
-        match self.bindings.call_view(&mut self.store, name, after, limit) {
-            Ok(answer) => Ok(answer),
-            Err(e) => Err(self.failed(e)),
-        }
-    }
 }
 
-fn instantiate(
-    pre: &TransformerPre<HostState>,
+fn instantiate<W: World>(
+    pre: &W::Pre,
     state: HostState,
     deadline_ticks: u64,
-) -> anyhow::Result<(Store<HostState>, Transformer)> {
-    let mut store = Store::new(pre.engine(), state);
+) -> anyhow::Result<(Store<HostState>, W)> {
+    let mut store = Store::new(W::engine(pre), state);
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_trap();
     // Instantiation runs the component's start code: it gets a deadline too.
     store.set_epoch_deadline(deadline_ticks);
-    let bindings = pre
-        .instantiate(&mut store)
+    let bindings = W::instantiate(pre, &mut store)
         .map_err(anyhow::Error::from)
         .context("instantiating the component")?;
     Ok((store, bindings))
