@@ -539,12 +539,18 @@ fn merge_cost(events: &[Message], wasm: &Path) -> Result<MergeCost> {
     // machine noise.
     let data = tempfile::tempdir()?;
     let db = Arc::new(Store::open(data.path())?);
-    let engine = PluginEngine::new(db, Duration::from_secs(10), 64 << 20, None)?;
+    let engine = PluginEngine::new(
+        db,
+        Duration::from_secs(10),
+        64 << 20,
+        None,
+        Default::default(),
+    )?;
     let bytes = std::fs::read(wasm).context("reading merge.wasm")?;
     let plugin = engine
         .load(wasm, &bytes, "bench")
         .context("loading merge.wasm")?;
-    let mut instance = plugin.instance();
+    let mut instance = plugin.transformer().context("merge is a transformer")?;
     let (mut native, mut wasm) = (Vec::new(), Vec::new());
     for _ in 0..MERGE_ROUNDS {
         native.push(native_round(&inputs));

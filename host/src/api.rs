@@ -373,10 +373,16 @@ async fn serve_view(
     let view = view.to_owned();
     let answer = blocking(move || {
         let version = plugin.current();
-        let mut instance = version.instance();
-        instance.sync_cache(plugin.state_generation());
-        let result = instance.view(&view, params.after.as_deref(), limit);
-        drop(instance);
+        let result = match version.transformer() {
+            Some(mut instance) => {
+                instance.sync_cache(plugin.state_generation());
+                instance.view(&view, params.after.as_deref(), limit)
+            }
+            None => Ok(Err(format!(
+                "{} is a producer: it serves no views",
+                plugin.name
+            ))),
+        };
         (plugin, result)
     })
     .await?;
@@ -420,11 +426,13 @@ async fn post_data(
         .all()
         .into_iter()
         .filter(|p| {
-            p.current()
-                .info
-                .subscriptions
-                .iter()
-                .any(|b| topic::matches(b, ANALYTICS_DATA_KEY))
+            let version = p.current();
+            !version.is_producer()
+                && version
+                    .info
+                    .subscriptions
+                    .iter()
+                    .any(|b| topic::matches(b, ANALYTICS_DATA_KEY))
         })
         .collect();
     if plugins.is_empty() {

@@ -106,6 +106,21 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_RETRY_MAX_DELAY_MS", default_value_t = 60_000)]
     pub retry_max_delay_ms: u64,
 
+    /// Origins a plugin may send HTTP requests to, as
+    /// `<plugin>=<scheme://host:port>`; repeat the flag, or separate with
+    /// commas. Every other request of every plugin is refused.
+    #[arg(long = "grant", env = "SWITCHYARD_GRANTS", value_delimiter = ',')]
+    pub grants: Vec<String>,
+
+    /// Settings a plugin can read, as `<plugin>.<key>=<value>` (a
+    /// producer's upstream URL, say); repeat the flag, or separate with commas.
+    #[arg(
+        long = "plugin-setting",
+        env = "SWITCHYARD_PLUGIN_SETTINGS",
+        value_delimiter = ','
+    )]
+    pub plugin_settings: Vec<String>,
+
     /// Times an event may be republished from plugin to plugin (a chain
     /// `a -> b -> c` is 2 hops). An event past the limit is dead-lettered:
     /// this stops plugins that feed each other in a loop.

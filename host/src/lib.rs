@@ -8,6 +8,7 @@
 //! - [`dead_letters`], listing and replaying a plugin's dead letters;
 //! - [`plugins`], the wasmtime engine, the WIT bindings, loading, the registry;
 //! - [`pipeline`], batch -> plugin -> one store commit -> publish -> ack;
+//! - [`producers`], polling producer plugins and publishing what they find;
 //! - [`store`], the embedded SQLite store (documents, state, applied ids);
 //! - [`api`], the axum routes;
 //! - [`topic`], AMQP topic matching for events that bypass the broker;
@@ -22,6 +23,7 @@ pub mod dead_letters;
 pub mod headers;
 pub mod pipeline;
 pub mod plugins;
+pub mod producers;
 pub mod store;
 pub mod telemetry;
 pub mod topic;
@@ -75,6 +77,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.plugin_timeout(),
         config.plugin_memory_mib * 1024 * 1024,
         Some(&config.compile_cache()),
+        plugins::access::Access::from_config(&config.grants, &config.plugin_settings)?,
     )?;
     let registry = Arc::new(PluginRegistry::new(engine, &config.plugins));
     let scanning = Arc::clone(&registry);
@@ -132,6 +135,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         status: broker,
     };
     tasks.spawn(pipeline.run(shutdown.clone()));
+    let scheduler = producers::Scheduler {
+        config: Arc::clone(&config),
+        db: Arc::clone(&db),
+        registry: Arc::clone(&registry),
+    };
+    tasks.spawn(scheduler.run(shutdown.clone()));
     let (prune_db, retention, prune_stop) =
         (Arc::clone(&db), config.dedupe_retention(), shutdown.clone());
     tasks.spawn(async move {

@@ -207,6 +207,7 @@ fn check_plugin(file: &std::path::Path) -> Result<()> {
         config.plugin_timeout(),
         config.plugin_memory_mib << 20,
         None,
+        Default::default(),
     )?;
     let loaded = std::fs::read(file)
         .context("reading the file")
@@ -221,7 +222,11 @@ fn check_plugin(file: &std::path::Path) -> Result<()> {
     println!("version:       {}", plugin.info.version);
     println!("world:         {}", plugin.world);
     println!("sha256:        {}", plugin.sha256);
-    println!("subscriptions: {}", plugin.info.subscriptions.join(", "));
+    if let Some(interval) = plugin.poll_interval() {
+        println!("polls every:   {} ms", interval.as_millis());
+    } else {
+        println!("subscriptions: {}", plugin.info.subscriptions.join(", "));
+    }
     println!("views:         {}", plugin.info.views.join(", "));
     Ok(())
 }

@@ -177,7 +177,11 @@ pub fn apply_events(
     // Held until the commit is done: nothing else writes this plugin's state
     // in between, whichever version.
     let writer = slot.writer();
-    let mut instance = version.instance();
+    let Some(mut instance) = version.transformer() else {
+        // Replaced by a producer under this consumer; it stops shortly.
+        let reason = format!("{} is no longer a transformer", slot.name);
+        return (vec![Verdict::Retry(reason); events.len()], Vec::new());
+    };
     instance.sync_cache(slot.state_generation());
     for incoming in events {
         let verdict = match instance.handle(&incoming.event) {
@@ -433,7 +437,13 @@ impl Pipeline {
         running: &mut HashMap<String, Running>,
         consumers: &mut JoinSet<(String, Result<()>)>,
     ) -> Result<()> {
-        let wanted = self.registry.all();
+        // Producers are the scheduler's.
+        let wanted: Vec<Arc<PluginSlot>> = self
+            .registry
+            .all()
+            .into_iter()
+            .filter(|s| !s.current().is_producer())
+            .collect();
         for (name, r) in running.iter() {
             let kept = wanted
                 .iter()

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins copied into `plugins/` for users.
-const SHIPPED: &[&str] = &["merge"];
+const SHIPPED: &[&str] = &["merge", "crm-producer", "inventory-producer"];
 /// Plugins only the tests load.
 const FIXTURES: &[&str] = &["counter", "relay", "not-a-transformer"];
 /// Second builds of plugins (with their `test-variant` feature) that the

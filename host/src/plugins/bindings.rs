@@ -1,13 +1,19 @@
-//! The one `bindgen!` of the plugin contract (`wit/`) and the host side of
-//! its imports: per-plugin state with a read-your-writes overlay, read-only
-//! collections, and logging. Everything a plugin can reach is here.
+//! The `bindgen!`s of the plugin contract (`wit/`), one per world, and the
+//! host side of its imports: per-plugin state with a read-your-writes
+//! overlay, read-only collections, logging, settings, and (through
+//! [`super::http`]) granted outgoing HTTP. Everything a plugin can reach is
+//! here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::access::Grants;
+use super::http::GrantedHttp;
 
 use crate::store::Store;
 
@@ -18,8 +24,31 @@ wasmtime::component::bindgen!({
 });
 
 // `self::`: in rustdoc builds a bare `switchyard` would also name this crate.
-pub use self::switchyard::plugin::types::{Document, DocumentRef, Entry, OutgoingEvent};
+pub use self::switchyard::plugin::types::{
+    Document, DocumentRef, Entry, OutgoingEvent, ProducedEvent, ProducerInfo,
+};
 use self::switchyard::plugin::{collections, log, state, types};
+
+/// The `producer` world. It shares the interfaces above (the same types and
+/// `Host` implementations) and WASI's own.
+pub mod producer {
+    wasmtime::component::bindgen!({
+        world: "producer",
+        path: "../wit",
+        imports: { default: trappable },
+        require_store_data_send: true,
+        with: {
+            "switchyard:plugin/types": super::switchyard::plugin::types,
+            "switchyard:plugin/state": super::switchyard::plugin::state,
+            "switchyard:plugin/log": super::switchyard::plugin::log,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+    });
+}
+use producer::switchyard::plugin::settings;
+pub use producer::{Producer, ProducerPre};
 
 /// What a plugin call may do to state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +127,11 @@ pub struct HostState {
     plugin: String,
     db: Arc<Store>,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    /// Origins this plugin may reach, and its settings (from `--grant` and
+    /// `--plugin-setting`).
+    granted: GrantedHttp,
+    settings: BTreeMap<String, String>,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) overlay: StateOverlay,
@@ -114,6 +148,9 @@ impl HostState {
             db,
             // No preopened folders, no environment, no arguments, no sockets.
             wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            granted: GrantedHttp::default(),
+            settings: BTreeMap::new(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
@@ -129,12 +166,23 @@ impl HostState {
     /// limits and grants; the overlay (uncommitted writes, cache) moves over.
     pub fn renewed(&mut self, memory_bytes: usize) -> Self {
         let mut state = Self::new(&self.plugin, Arc::clone(&self.db), memory_bytes);
+        state.granted = self.granted.clone();
+        state.settings = self.settings.clone();
         state.overlay = std::mem::take(&mut self.overlay);
         state
     }
 
     pub fn rename(&mut self, plugin: &str) {
         plugin.clone_into(&mut self.plugin);
+    }
+
+    /// Gives the plugin what the configuration grants it.
+    pub fn grant(&mut self, grants: Grants) {
+        self.granted = GrantedHttp {
+            plugin: self.plugin.clone(),
+            origins: grants.origins,
+        };
+        self.settings = grants.settings;
     }
 
     fn store_error(&mut self, what: &str, e: anyhow::Error) -> wasmtime::Error {
@@ -159,6 +207,24 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+// One resource table for WASI and wasi:http: an answer's body stream is a
+// wasi:io resource.
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.granted,
+        }
+    }
+}
+
+impl settings::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.settings.get(&key).cloned())
     }
 }
 

@@ -5,8 +5,10 @@
 use anyhow::Context;
 use wasmtime::{Engine, Store};
 
+use super::access::Grants;
 use super::bindings::{
-    Action, CallMode, Event, HandleError, HostState, Transformer, TransformerPre, ViewPage,
+    Action, CallMode, Event, HandleError, HostState, ProducedEvent, Producer, ProducerInfo,
+    ProducerPre, Transformer, TransformerPre, ViewPage,
 };
 
 /// What an [`Instance`] needs of a world's generated bindings: how to
@@ -19,6 +21,16 @@ pub trait World: Sized {
 
 impl World for Transformer {
     type Pre = TransformerPre<HostState>;
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn engine(pre: &Self::Pre) -> &Engine {
+        pre.engine()
+    }
+}
+
+impl World for Producer {
+    type Pre = ProducerPre<HostState>;
     fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
         pre.instantiate(store)
     }
@@ -87,9 +99,12 @@ impl<W: World> Instance<W> {
         })
     }
 
-    pub(super) fn set_name(&mut self, name: &str) {
+    /// Names the instance after its plugin and gives it the plugin's grants.
+    pub(super) fn set_name(&mut self, name: &str, grants: Grants) {
         name.clone_into(&mut self.name);
-        self.store.data_mut().rename(name);
+        let state = self.store.data_mut();
+        state.rename(name);
+        state.grant(grants);
     }
 
     fn arm(&mut self, mode: CallMode) {
@@ -167,6 +182,32 @@ impl Instance<Transformer> {
             Ok(Err(HandleError::Retry(reason))) => Err(CallError::Retry(reason)),
             Err(e) => Err(self.failed(e)),
         }
+    }
+}
+
+impl Instance<Producer> {
+    pub fn describe(&mut self) -> Result<ProducerInfo, CallError> {
+        self.arm(CallMode::ReadOnly);
+        match self.bindings.call_describe(&mut self.store) {
+            Ok(info) => Ok(info),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// One poll. Its state writes wait in the batch overlay for
+    /// [`Instance::take_state_writes`]; a failed poll's are discarded.
+    pub fn poll(&mut self) -> Result<Vec<ProducedEvent>, CallError> {
+        self.arm(CallMode::Handle);
+        let result = match self.bindings.call_poll(&mut self.store) {
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(reason)) => Err(CallError::Retry(reason)),
+            Err(e) => Err(self.failed(e)),
+        };
+        self.finish_event(result.is_ok());
+        if result.is_err() {
+            drop(self.take_state_writes());
+        }
+        result
     }
 }
 

@@ -4,8 +4,10 @@
 //!
 //! This module runs WebAssembly; it does not know about brokers or HTTP.
 
+pub mod access;
 pub mod bindings;
 pub mod cache;
+pub mod http;
 pub mod instance;
 pub mod registry;
 pub mod watcher;
@@ -20,7 +22,8 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config as EngineConfig, Engine};
 
 use crate::store::{Store, now_ms};
-use bindings::{HostState, Transformer, TransformerPre};
+use access::Access;
+use bindings::{HostState, Producer, ProducerPre, Transformer, TransformerPre};
 use cache::{CompileCache, Source};
 pub use instance::{CallError, Instance};
 pub use registry::{LoadFailure, PluginRegistry};
@@ -30,6 +33,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The worlds a plugin may implement, as `GET /plugins` names them.
 pub const TRANSFORMER_WORLD: &str = "transformer";
+pub const PRODUCER_WORLD: &str = "producer";
+
+/// The shortest poll interval a producer may ask for.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The wasmtime engine and linker shared by every plugin, plus the sandbox
 /// limits each instance gets.
@@ -38,6 +45,7 @@ pub struct PluginEngine {
     linker: Linker<HostState>,
     db: Arc<Store>,
     cache: Option<CompileCache>,
+    access: Access,
     deadline_ticks: u64,
     memory_bytes: usize,
 }
@@ -45,13 +53,14 @@ pub struct PluginEngine {
 impl PluginEngine {
     /// An engine whose plugin calls are interrupted after `timeout` and whose
     /// instances may grow to `memory_bytes`; compiled plugins are cached in
-    /// `cache_dir` when given. Starts the epoch ticker thread (it stops when
-    /// the engine is dropped).
+    /// `cache_dir` when given; `access` says what each plugin may reach.
+    /// Starts the epoch ticker thread (it stops when the engine is dropped).
     pub fn new(
         db: Arc<Store>,
         timeout: Duration,
         memory_bytes: usize,
         cache_dir: Option<&Path>,
+        access: Access,
     ) -> Result<Self> {
         let mut config = EngineConfig::new();
         config.epoch_interruption(true);
@@ -62,7 +71,14 @@ impl PluginEngine {
         // Rust's std makes every wasip2 guest import wasi:cli and wasi:io; the
         // context behind them grants nothing (see `HostState::new`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // Linked for every plugin; refused unless granted (`plugins::http`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         Transformer::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        // The producer world's only import of its own; the rest is shared.
+        bindings::producer::switchyard::plugin::settings::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("switchyard-epoch".into())
@@ -77,6 +93,7 @@ impl PluginEngine {
         let deadline_ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         Ok(Self {
             cache: cache_dir.map(|dir| CompileCache::new(dir, &engine)),
+            access,
             engine,
             linker,
             db,
@@ -99,38 +116,80 @@ impl PluginEngine {
                 Source::Compiled,
             ),
         };
-        let pre = self
+        let linked = self
             .linker
             .instantiate_pre(&component)
-            .and_then(TransformerPre::new)
             .map_err(anyhow::Error::from)
-            .context("does not implement the world switchyard:plugin/transformer@0.1.0")?;
+            .context("does not implement the world switchyard:plugin/transformer@0.1.0 or producer@0.1.0: it imports what the host does not offer")?;
         let state = HostState::new("", Arc::clone(&self.db), self.memory_bytes);
-        let mut instance = Instance::new(pre, state, self.deadline_ticks, self.memory_bytes)?;
-        let info = instance.describe().context("describe() failed")?;
-        validate_name(&info.name)?;
-        if info.subscriptions.is_empty() {
-            bail!("plugin {:?} subscribes to nothing", info.name);
-        }
-        for key in &info.subscriptions {
-            if key.is_empty() || key.len() > 255 {
-                bail!("plugin {:?} has an invalid subscription {key:?}", info.name);
+        let (info, world, runtime) = match TransformerPre::new(linked.clone()) {
+            Ok(pre) => {
+                let mut instance: Instance<Transformer> =
+                    Instance::new(pre, state, self.deadline_ticks, self.memory_bytes)?;
+                let info = instance.describe().context("describe() failed")?;
+                validate_name(&info.name)?;
+                if info.subscriptions.is_empty() {
+                    bail!("plugin {:?} subscribes to nothing", info.name);
+                }
+                for key in &info.subscriptions {
+                    if key.is_empty() || key.len() > 255 {
+                        bail!("plugin {:?} has an invalid subscription {key:?}", info.name);
+                    }
+                }
+                instance.set_name(&info.name, self.access.for_plugin(&info.name));
+                (
+                    info,
+                    TRANSFORMER_WORLD,
+                    Runtime::Transformer(Mutex::new(instance)),
+                )
             }
-        }
-        instance.set_name(&info.name);
+            Err(not_transformer) => {
+                let pre = ProducerPre::new(linked).map_err(|_| {
+                    anyhow::Error::from(not_transformer).context(
+                        "does not implement the world switchyard:plugin/transformer@0.1.0 or producer@0.1.0",
+                    )
+                })?;
+                let mut instance: Instance<Producer> =
+                    Instance::new(pre, state, self.deadline_ticks, self.memory_bytes)?;
+                let described = instance.describe().context("describe() failed")?;
+                validate_name(&described.name)?;
+                let interval = Duration::from_millis(described.poll_interval_ms.into());
+                instance.set_name(&described.name, self.access.for_plugin(&described.name));
+                let info = bindings::PluginInfo {
+                    name: described.name,
+                    version: described.version,
+                    subscriptions: Vec::new(),
+                    views: Vec::new(),
+                };
+                let runtime = Runtime::Producer {
+                    instance: Mutex::new(instance),
+                    interval: interval.max(MIN_POLL_INTERVAL),
+                };
+                (info, PRODUCER_WORLD, runtime)
+            }
+        };
         Ok(LoadedPlugin {
             name: info.name.clone(),
             info,
-            world: TRANSFORMER_WORLD,
+            world,
             sha256: sha256.to_owned(),
             file: path.to_owned(),
             loaded_at_ms: now_ms(),
             load_ms: started.elapsed().as_secs_f64() * 1e3,
             from_cache: source == Source::Cache,
             first_batch_at_ms: AtomicI64::new(0),
-            instance: Mutex::new(instance),
+            runtime,
         })
     }
+}
+
+/// A version's live instance, of its world.
+enum Runtime {
+    Transformer(Mutex<Instance<Transformer>>),
+    Producer {
+        instance: Mutex<Instance<Producer>>,
+        interval: Duration,
+    },
 }
 
 /// A plugin name names queues and URLs: lowercase letters, digits and `-`.
@@ -153,6 +212,10 @@ pub struct Counters {
     pub dead_lettered: AtomicU64,
     /// Store commits (batches that applied at least one event).
     pub commits: AtomicU64,
+    /// A producer's polls, those that failed, and the events published.
+    pub polls: AtomicU64,
+    pub failed_polls: AtomicU64,
+    pub published: AtomicU64,
 }
 
 /// One version of a plugin, ready to run: a compiled component, its
@@ -172,7 +235,7 @@ pub struct LoadedPlugin {
     pub from_cache: bool,
     /// When this version first handled a batch (0: not yet).
     first_batch_at_ms: AtomicI64,
-    instance: Mutex<Instance>,
+    runtime: Runtime,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -185,12 +248,37 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
-    /// Exclusive use of the instance: one batch (or one API write, or one
-    /// view) at a time. Blocking.
-    pub fn instance(&self) -> MutexGuard<'_, Instance> {
-        // A panic while holding the lock cannot leave the instance worse
-        // than a trap does; keep serving.
-        self.instance.lock().unwrap_or_else(|p| p.into_inner())
+    /// Exclusive use of a transformer's instance: one batch (or one API
+    /// write, or one view) at a time. `None` for a producer. Blocking.
+    pub fn transformer(&self) -> Option<MutexGuard<'_, Instance<Transformer>>> {
+        match &self.runtime {
+            // A panic while holding the lock cannot leave the instance worse
+            // than a trap does; keep serving.
+            Runtime::Transformer(i) => Some(i.lock().unwrap_or_else(|p| p.into_inner())),
+            Runtime::Producer { .. } => None,
+        }
+    }
+
+    /// Exclusive use of a producer's instance; `None` for a transformer.
+    pub fn producer(&self) -> Option<MutexGuard<'_, Instance<Producer>>> {
+        match &self.runtime {
+            Runtime::Producer { instance, .. } => {
+                Some(instance.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            Runtime::Transformer(_) => None,
+        }
+    }
+
+    pub fn is_producer(&self) -> bool {
+        matches!(self.runtime, Runtime::Producer { .. })
+    }
+
+    /// A producer's time between polls.
+    pub fn poll_interval(&self) -> Option<Duration> {
+        match self.runtime {
+            Runtime::Producer { interval, .. } => Some(interval),
+            Runtime::Transformer(_) => None,
+        }
     }
 
     pub fn serves_view(&self, view: &str) -> bool {
@@ -231,6 +319,8 @@ pub struct PluginSlot {
     /// How many times a new version replaced the running one.
     pub reloads: AtomicU64,
     outbox_pending: AtomicBool,
+    /// A producer's last failed poll, until one succeeds: why, and when.
+    poll_error: Mutex<Option<(String, i64)>>,
 }
 
 impl PluginSlot {
@@ -243,7 +333,24 @@ impl PluginSlot {
             counters: Counters::default(),
             reloads: AtomicU64::new(0),
             outbox_pending: AtomicBool::new(false),
+            poll_error: Mutex::new(None),
         }
+    }
+
+    pub fn set_poll_error(&self, error: String) {
+        *self.poll_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((error, now_ms()));
+    }
+
+    pub fn clear_poll_error(&self) {
+        *self.poll_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// A producer's last failed poll (reason, Unix ms), until one succeeds.
+    pub fn poll_error(&self) -> Option<(String, i64)> {
+        self.poll_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The version that handles the next batch.

@@ -74,6 +74,26 @@ pub struct PluginStatus {
     /// The last file content that failed to replace this plugin, until a
     /// good one does.
     pub last_error: Option<LoadFailure>,
+    /// Producers only: how they poll and how it went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerStatus>,
+}
+
+/// A producer's polling, as `GET /plugins` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProducerStatus {
+    pub poll_interval_ms: u64,
+    pub polls: u64,
+    pub failed_polls: u64,
+    pub events_published: u64,
+    /// The last failed poll's reason and time, until a poll succeeds.
+    pub last_poll_error: Option<PollError>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PollError {
+    pub error: String,
+    pub at_ms: i64,
 }
 
 /// What is loaded, by name, and which file holds what.
@@ -365,6 +385,15 @@ impl PluginRegistry {
                     dead_lettered: slot.counters.dead_lettered.load(Relaxed),
                     commits: slot.counters.commits.load(Relaxed),
                     last_error,
+                    producer: version.poll_interval().map(|interval| ProducerStatus {
+                        poll_interval_ms: interval.as_millis() as u64,
+                        polls: slot.counters.polls.load(Relaxed),
+                        failed_polls: slot.counters.failed_polls.load(Relaxed),
+                        events_published: slot.counters.published.load(Relaxed),
+                        last_poll_error: slot
+                            .poll_error()
+                            .map(|(error, at_ms)| PollError { error, at_ms }),
+                    }),
                 }
             })
             .collect()

@@ -9,8 +9,15 @@
 //! repeated (after a crash, a broker outage, a restart) emits the same ids
 //! and downstream deduplication makes it harmless.
 //!
-//! Native code with no host dependency: the plugins' component glue does
-//! the HTTP and the state calls.
+//! The logic is native code with no host dependency, tested as such; the
+//! [`component`] module (wasm32 only) holds the `producer` world's bindings,
+//! shared by every producer plugin, with an HTTP GET over `wasi:http` and
+//! [`component::run`], a whole poll.
+
+// The generated bindings and export glue are `unsafe`; nothing else is.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+pub mod component;
 
 use serde_json::{Map, Value};
 

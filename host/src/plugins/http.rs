@@ -1,0 +1,167 @@
+//! Outgoing HTTP for plugins (`wasi:http/outgoing-handler`): every request
+//! passes through [`GrantedHttp::send_request`], which refuses an origin the
+//! configuration does not grant to the plugin (the guest sees
+//! `HTTP-request-denied`) and bounds how long a request may take, since a
+//! plugin blocked in the host is out of reach of its epoch deadline.
+//!
+//! Plain `http://` only: the host is built without a TLS stack (see the
+//! README); an `https://` request fails with a protocol error.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::Scheme;
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::access::Origin;
+
+/// Longest a whole request may take, answer included.
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a connection, and for the first byte of the answer; a
+/// plugin's own `request-options` can only shorten them.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type SendResult = Result<(http::Response<WasiBody>, IoFuture), HttpError>;
+
+/// The `wasi:http` hooks of one plugin's store.
+#[derive(Debug, Default, Clone)]
+pub struct GrantedHttp {
+    pub plugin: String,
+    pub origins: Vec<Origin>,
+}
+
+impl GrantedHttp {
+    fn grants(&self, uri: &http::Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return false;
+        };
+        self.origins
+            .iter()
+            .any(|o| o.admits(scheme, authority.as_str()))
+    }
+}
+
+impl WasiHttpHooks for GrantedHttp {
+    // A plugin must say http or https; no silent default.
+    fn default_scheme(&mut self) -> Option<Scheme> {
+        None
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _default: IoFuture,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        if !self.grants(request.uri()) {
+            tracing::warn!(
+                plugin = %self.plugin,
+                method = %request.method(),
+                uri = %request.uri(),
+                "outgoing HTTP request refused: origin not granted to this plugin (--grant)"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        tracing::debug!(plugin = %self.plugin, uri = %request.uri(), "outgoing HTTP request");
+        let options = clamp(options);
+        Box::new(async move {
+            let deadline = tokio::time::Instant::now() + TOTAL_TIMEOUT;
+            let (response, io) = tokio::time::timeout_at(deadline, send(request, options))
+                .await
+                .map_err(|_| HttpError::ConnectionReadTimeout)??;
+            let response = response.map(|body| DeadlineBody::new(body, deadline).boxed_unsync());
+            Ok((response, io))
+        })
+    }
+}
+
+fn clamp(asked: Option<RequestOptions>) -> RequestOptions {
+    let asked = asked.unwrap_or_default();
+    let min = |a: Option<Duration>, max: Duration| Some(a.map_or(max, |a| a.min(max)));
+    RequestOptions {
+        connect_timeout: min(asked.connect_timeout, CONNECT_TIMEOUT),
+        first_byte_timeout: min(asked.first_byte_timeout, FIRST_BYTE_TIMEOUT),
+        between_bytes_timeout: min(asked.between_bytes_timeout, TOTAL_TIMEOUT),
+    }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection.
+async fn send(mut request: http::Request<WasiBody>, options: RequestOptions) -> SendResult {
+    use tokio::time::timeout;
+    let uri = request.uri().clone();
+    if uri.scheme() != Some(&Scheme::HTTP) {
+        return Err(HttpError::HttpProtocolError);
+    }
+    let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp = timeout(
+        options.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)?
+    .map_err(HttpError::Connect)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    // Driven beside the exchange; dropped if the plugin drops the answer.
+    let connection = wasmtime_wasi::runtime::spawn(connection);
+    // The request line carries the path only.
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let response = timeout(
+        options.first_byte_timeout.unwrap_or(FIRST_BYTE_TIMEOUT),
+        sender.send_request(request),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
+    let io = async move { connection.await.map_err(HttpError::from) };
+    Ok((response, Box::new(io) as IoFuture))
+}
+
+/// Ends an answer's body with a timeout error at a fixed instant.
+struct DeadlineBody {
+    inner: WasiBody,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl DeadlineBody {
+    fn new(inner: WasiBody, deadline: tokio::time::Instant) -> Self {
+        Self {
+            inner,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::HttpResponseTimeout))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,35 @@
+//! Switchyard's `inventory-producer`: polls the inventory system's
+//! `GET /products` (base URL from the `base-url` setting) and publishes
+//! `inventory.updated` for every new or changed product, in the existing
+//! wire format (`eventId`, `eventType`, `timestamp`, `id`, `name`, `stock`).
+//! Unchanged products publish nothing.
+
+#[cfg(target_arch = "wasm32")]
+mod plugin {
+    use switchyard_feed::component::{Guest, ProducedEvent, ProducerInfo, export};
+    use switchyard_feed::{Change, Feed};
+
+    const FEED: Feed<'static> = Feed {
+        source: "inventory",
+        routing_key: |_: Change| "inventory.updated",
+        fields: &["id", "name", "stock"],
+    };
+
+    struct InventoryProducer;
+
+    impl Guest for InventoryProducer {
+        fn describe() -> ProducerInfo {
+            ProducerInfo {
+                name: "inventory-producer".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                poll_interval_ms: 5_000,
+            }
+        }
+
+        fn poll() -> Result<Vec<ProducedEvent>, String> {
+            switchyard_feed::component::run(&FEED, "/products")
+        }
+    }
+
+    export!(InventoryProducer with_types_in switchyard_feed::component);
+}
