@@ -1,6 +1,7 @@
 //! `switchyard-demo crm|inventory`: runs one demo upstream system until
 //! SIGINT or SIGTERM. The routes are documented in the library.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use switchyard_demo::{Customer, Product, Table, crm_router, inventory_router, se
 /// Demo upstream systems for Switchyard. Their records live in memory,
 /// loaded from a JSON file at start: a restart returns to the file's data.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     system: System,
@@ -53,8 +54,11 @@ enum System {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs to stderr like the host; colours only on a terminal.
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
