@@ -254,6 +254,8 @@ fn test(args: &[String]) -> Result<()> {
         "-p",
         "switchyard-counter",
         "-p",
+        "switchyard-demo",
+        "-p",
         "xtask",
     ];
     cargo_args.extend(args.iter().map(String::as_str));
@@ -286,6 +288,8 @@ fn lint() -> Result<()> {
         "xtask",
         "-p",
         "switchyard-merge",
+        "-p",
+        "switchyard-demo",
         "--all-targets",
         "--",
         "-D",
