@@ -132,13 +132,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config: Arc::clone(&config),
         db: Arc::clone(&db),
         registry: Arc::clone(&registry),
-        status: broker,
+        status: Arc::clone(&broker),
     };
     tasks.spawn(pipeline.run(shutdown.clone()));
     let scheduler = producers::Scheduler {
         config: Arc::clone(&config),
         db: Arc::clone(&db),
         registry: Arc::clone(&registry),
+        status: broker,
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
     let (prune_db, retention, prune_stop) =

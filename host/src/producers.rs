@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::broker::{self, Outgoing, Publisher};
+use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
 use crate::config::Config;
 use crate::headers;
 use crate::plugins::bindings::ProducedEvent;
@@ -33,10 +33,21 @@ pub struct Scheduler {
     pub config: Arc<Config>,
     pub db: Arc<Store>,
     pub registry: Arc<PluginRegistry>,
+    pub status: Arc<BrokerStatus>,
 }
 
 impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) {
+        // The first polls wait until the consumers' queues are declared and
+        // bound (the pipeline reports the broker connected only then): an
+        // event published before its queue exists would be dropped by the
+        // broker, confirmed all the same.
+        while self.status.get().is_err() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
         let mut changes = self.registry.changes();
         changes.mark_unchanged();
         let mut running: HashMap<String, (Arc<PluginSlot>, CancellationToken)> = HashMap::new();

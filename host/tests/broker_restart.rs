@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::broker_lock::BrokerLock;
+use common::broker_lock::{BrokerLock, BrokerStopped};
 use common::process::ChildHost;
 use common::workload::{
     CustomerWorkload, PLUGINS, Pace, Publishing, assert_no_dead_letters, test_seed,
@@ -30,47 +29,6 @@ const PACE: Pace = Pace {
     chunk: 500,
     pause: Duration::from_millis(150),
 };
-
-/// The broker's application stopped (`rabbitmqctl stop_app`); started
-/// again by [`BrokerStopped::start`] or, if the test panics first, on drop.
-struct BrokerStopped {
-    started: bool,
-}
-
-impl BrokerStopped {
-    async fn stop() -> Self {
-        // The guard exists before the command runs: a stop that half
-        // happened is undone too.
-        let guard = Self { started: false };
-        rabbitmqctl("stop_app").await;
-        guard
-    }
-
-    async fn start(mut self) {
-        rabbitmqctl("start_app").await;
-        self.started = true;
-    }
-}
-
-impl Drop for BrokerStopped {
-    fn drop(&mut self) {
-        if !self.started {
-            eprintln!("starting the broker again after a failure: rabbitmqctl start_app");
-            let status = Command::new("rabbitmqctl").arg("start_app").status();
-            eprintln!("rabbitmqctl start_app: {status:?}");
-        }
-    }
-}
-
-async fn rabbitmqctl(command: &str) {
-    let status = tokio::process::Command::new("rabbitmqctl")
-        .arg(command)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await
-        .expect("rabbitmqctl is installed with RabbitMQ");
-    assert!(status.success(), "rabbitmqctl {command}: {status}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice() {

@@ -35,6 +35,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const TRANSFORMER_WORLD: &str = "transformer";
 pub const PRODUCER_WORLD: &str = "producer";
 
+/// A producer setting the host reads itself: overrides the poll interval.
+pub const POLL_INTERVAL_SETTING: &str = "poll-interval-ms";
+
 /// The shortest poll interval a producer may ask for.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -153,8 +156,18 @@ impl PluginEngine {
                     Instance::new(pre, state, self.deadline_ticks, self.memory_bytes)?;
                 let described = instance.describe().context("describe() failed")?;
                 validate_name(&described.name)?;
-                let interval = Duration::from_millis(described.poll_interval_ms.into());
-                instance.set_name(&described.name, self.access.for_plugin(&described.name));
+                let grants = self.access.for_plugin(&described.name);
+                // The operator's setting wins over the plugin's own interval.
+                let interval_ms = match grants.settings.get(POLL_INTERVAL_SETTING) {
+                    Some(ms) => ms.parse().with_context(|| {
+                        format!(
+                            "setting {POLL_INTERVAL_SETTING}={ms:?} is not a number of milliseconds"
+                        )
+                    })?,
+                    None => u64::from(described.poll_interval_ms),
+                };
+                let interval = Duration::from_millis(interval_ms);
+                instance.set_name(&described.name, grants);
                 let info = bindings::PluginInfo {
                     name: described.name,
                     version: described.version,

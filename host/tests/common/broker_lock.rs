@@ -10,6 +10,7 @@
 //! asking again would wait for itself).
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The lock file every broker-stopping test run on this machine agrees on.
@@ -77,4 +78,45 @@ impl BrokerLock {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The broker's application stopped (`rabbitmqctl stop_app`); started
+/// again by [`BrokerStopped::start`] or, if the test panics first, on drop.
+pub struct BrokerStopped {
+    started: bool,
+}
+
+impl BrokerStopped {
+    pub async fn stop() -> Self {
+        // The guard exists before the command runs: a stop that half
+        // happened is undone too.
+        let guard = Self { started: false };
+        rabbitmqctl("stop_app").await;
+        guard
+    }
+
+    pub async fn start(mut self) {
+        rabbitmqctl("start_app").await;
+        self.started = true;
+    }
+}
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        if !self.started {
+            eprintln!("starting the broker again after a failure: rabbitmqctl start_app");
+            let status = Command::new("rabbitmqctl").arg("start_app").status();
+            eprintln!("rabbitmqctl start_app: {status:?}");
+        }
+    }
+}
+
+async fn rabbitmqctl(command: &str) {
+    let status = tokio::process::Command::new("rabbitmqctl")
+        .arg(command)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("rabbitmqctl is installed with RabbitMQ");
+    assert!(status.success(), "rabbitmqctl {command}: {status}");
 }

@@ -102,6 +102,8 @@ impl ChildHost {
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("run")
             .env("AMQP_URL", &c.amqp_url)
+            .env("SWITCHYARD_GRANTS", c.grants.join(","))
+            .env("SWITCHYARD_PLUGIN_SETTINGS", c.plugin_settings.join(","))
             // The log is a file: no colour codes in it.
             .env("NO_COLOR", "1")
             .arg("--http")
