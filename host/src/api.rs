@@ -53,6 +53,8 @@ pub struct AppState {
     pub broker: Arc<BrokerStatus>,
     /// Idempotency keys of the API writes in progress.
     pub writes_in_flight: Arc<InFlight>,
+    /// The embedded bus, when there is no broker.
+    pub bus: Option<Arc<crate::embedded::EmbeddedBus>>,
 }
 
 /// Every route of the API.
@@ -320,6 +322,8 @@ async fn health(State(s): State<AppState>) -> Response {
         Ok(()) => None,
     };
     match problem {
+        None if s.broker.is_embedded() => Json(json!({ "status": "ok", "broker": "embedded", "plugins": plugins }))
+            .into_response(),
         None => Json(json!({ "status": "ok", "broker": "connected", "connections": connections, "plugins": plugins }))
             .into_response(),
         Some(error) => (
@@ -604,7 +608,7 @@ async fn dead_letter_connection(s: &AppState, plugin: &str) -> Result<lapin::Con
             "no plugin named {plugin:?} is loaded"
         )));
     }
-    crate::broker::connect(&s.config.amqp_url, "switchyard admin")
+    crate::broker::connect(s.config.amqp_url(), "switchyard admin")
         .await
         .map_err(|e| ApiError::Unavailable(crate::telemetry::error_chain(&e)))
 }
@@ -616,6 +620,25 @@ async fn list_dead_letters(
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = params?.0.limit()?;
+    if s.bus.is_some() {
+        let db = Arc::clone(&s.db);
+        let (letters, total) = blocking(move || db.dead_letters(&plugin, limit)).await??;
+        let items: Vec<Value> = letters
+            .into_iter()
+            .map(|l| {
+                let body = String::from_utf8_lossy(&l.body).into_owned();
+                let event_id = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("eventId").cloned());
+                json!({
+                    "routing_key": l.routing_key, "event_id": event_id, "reason": l.reason,
+                    "attempts": 1, "plugin_version": l.version, "failed_at_ms": l.failed_ms,
+                    "first_failed_at_ms": l.failed_ms, "body": body,
+                })
+            })
+            .collect();
+        return Ok(Json(json!({ "total": total, "items": items })));
+    }
     let connection = dead_letter_connection(&s, &plugin).await?;
     let listed = crate::dead_letters::list(&connection, &s.config, &plugin, limit as usize).await;
     let _ = connection.close(200, "bye".into()).await;
@@ -630,6 +653,18 @@ async fn replay_dead_letters(
     State(s): State<AppState>,
     Path(plugin): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(bus) = &s.bus {
+        if s.registry.get(&plugin).is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no plugin named {plugin:?} is loaded"
+            )));
+        }
+        let (bus, name) = (Arc::clone(bus), plugin.clone());
+        let replayed = blocking(move || bus.replay(&name))
+            .await?
+            .map_err(|e| ApiError::Unavailable(crate::telemetry::error_chain(&e)))?;
+        return Ok(Json(json!({ "plugin": plugin, "replayed": replayed })));
+    }
     let connection = dead_letter_connection(&s, &plugin).await?;
     let replayed = crate::dead_letters::replay(&connection, &s.config, &plugin).await;
     let _ = connection.close(200, "bye".into()).await;

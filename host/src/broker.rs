@@ -265,6 +265,7 @@ impl Publisher {
 pub struct BrokerStatus {
     state: RwLock<Result<(), String>>,
     connections: AtomicU64,
+    embedded: std::sync::atomic::AtomicBool,
 }
 
 impl Default for BrokerStatus {
@@ -272,11 +273,22 @@ impl Default for BrokerStatus {
         Self {
             state: RwLock::new(Err("not connected yet".into())),
             connections: AtomicU64::new(0),
+            embedded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
 impl BrokerStatus {
+    /// No broker: events travel on the embedded bus, always "connected".
+    pub fn embedded(&self) {
+        self.embedded.store(true, Ordering::Relaxed);
+        *self.state.write().expect("status poisoned") = Ok(());
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.load(Ordering::Relaxed)
+    }
+
     pub fn connected(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
         *self.state.write().expect("status poisoned") = Ok(());

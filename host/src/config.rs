@@ -14,13 +14,18 @@ use anyhow::{Result, bail};
 /// How the host connects, where it keeps things and how hard it works.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// AMQP URL of the RabbitMQ broker. The password is never logged.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
+    /// AMQP URL of the RabbitMQ broker (default
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`). The password is never logged.
+    #[arg(long, env = "AMQP_URL")]
+    pub amqp_url: Option<String>,
+
+    /// Where events travel: `rabbitmq`; `embedded`, an in-process bus with
+    /// the same topic routing (events never leave the process); or `auto`:
+    /// RabbitMQ when `AMQP_URL` is set or a broker answers on the default
+    /// address, else embedded. With `AMQP_URL` set, a broker outage is waited
+    /// out, never replaced by the embedded bus.
+    #[arg(long, env = "SWITCHYARD_BUS", value_enum, default_value_t = Bus::Auto)]
+    pub bus: Bus,
 
     /// Address the HTTP API listens on (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "SWITCHYARD_HTTP", default_value = "0.0.0.0:8003")]
@@ -181,7 +186,23 @@ impl From<&str> for ApiToken {
     }
 }
 
+/// `--bus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bus {
+    Auto,
+    Rabbitmq,
+    Embedded,
+}
+
+/// The broker used when `AMQP_URL` is not set.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 impl Config {
+    /// The broker's URL: `AMQP_URL`, or the local default.
+    pub fn amqp_url(&self) -> &str {
+        self.amqp_url.as_deref().unwrap_or(DEFAULT_AMQP_URL)
+    }
+
     /// A configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
         Self::from_args(&[]).expect("the defaults parse")
@@ -281,6 +302,18 @@ impl Config {
     }
 }
 
+/// `host:port` of an AMQP URL (5672 when the URL names no port).
+pub fn broker_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5672")
+    }
+}
+
 /// `amqp://user:secret@host` becomes `amqp://user:***@host`, for logs.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -310,6 +343,13 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
+
+    #[test]
+    fn broker_address_comes_from_the_url() {
+        assert_eq!(broker_address(DEFAULT_AMQP_URL), "127.0.0.1:5672");
+        assert_eq!(broker_address("amqp://rabbitmq/%2f"), "rabbitmq:5672");
+        assert_eq!(broker_address("amqp://u:p@h:5673"), "h:5673");
     }
 
     #[test]

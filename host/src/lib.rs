@@ -8,6 +8,7 @@
 //! - [`dead_letters`], listing and replaying a plugin's dead letters;
 //! - [`plugins`], the wasmtime engine, the WIT bindings, loading, the registry;
 //! - [`pipeline`], batch -> plugin -> one store commit -> publish -> ack;
+//! - [`embedded`], the in-process bus used when there is no broker;
 //! - [`producers`], polling producer plugins and publishing what they find;
 //! - [`store`], the embedded SQLite store (documents, state, applied ids);
 //! - [`api`], the axum routes;
@@ -20,6 +21,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod dead_letters;
+pub mod embedded;
 pub mod headers;
 pub mod pipeline;
 pub mod plugins;
@@ -103,6 +105,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ),
     }
 
+    let bus = match use_embedded_bus(&config).await {
+        false => None,
+        true => {
+            tracing::warn!(
+                "no RabbitMQ: AMQP_URL is not set and nothing answers at {}. Running with the \
+                 embedded in-process bus: events stay inside this process. Set AMQP_URL (or \
+                 --bus rabbitmq) to use a broker.",
+                config::broker_address(config.amqp_url())
+            );
+            broker.embedded();
+            Some(Arc::new(embedded::EmbeddedBus {
+                config: Arc::clone(&config),
+                db: Arc::clone(&db),
+                registry: Arc::clone(&registry),
+            }))
+        }
+    };
+
     let tasks = TaskTracker::new();
     let watcher = plugins::watcher::spawn(
         Arc::clone(&registry),
@@ -118,6 +138,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         registry: Arc::clone(&registry),
         broker: Arc::clone(&broker),
         writes_in_flight: Default::default(),
+        bus: bus.clone(),
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {
@@ -128,18 +149,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    let pipeline = pipeline::Pipeline {
-        config: Arc::clone(&config),
-        db: Arc::clone(&db),
-        registry: Arc::clone(&registry),
-        status: Arc::clone(&broker),
-    };
-    tasks.spawn(pipeline.run(shutdown.clone()));
+    match &bus {
+        Some(bus) => {
+            tasks.spawn(Arc::clone(bus).run(shutdown.clone()));
+        }
+        None => {
+            let pipeline = pipeline::Pipeline {
+                config: Arc::clone(&config),
+                db: Arc::clone(&db),
+                registry: Arc::clone(&registry),
+                status: Arc::clone(&broker),
+            };
+            tasks.spawn(pipeline.run(shutdown.clone()));
+        }
+    }
     let scheduler = producers::Scheduler {
         config: Arc::clone(&config),
         db: Arc::clone(&db),
         registry: Arc::clone(&registry),
         status: broker,
+        bus,
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
     let (prune_db, retention, prune_stop) =
@@ -170,6 +199,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         db,
         tasks,
     })
+}
+
+/// Whether events travel on the embedded bus: asked for, or `auto` with no
+/// `AMQP_URL` and no broker answering on the default address.
+async fn use_embedded_bus(config: &Config) -> bool {
+    match config.bus {
+        config::Bus::Embedded => true,
+        config::Bus::Rabbitmq => false,
+        config::Bus::Auto if config.amqp_url.is_some() => false,
+        config::Bus::Auto => {
+            let address = config::broker_address(config.amqp_url());
+            let probe = tokio::net::TcpStream::connect(address);
+            !matches!(
+                tokio::time::timeout(Duration::from_millis(500), probe).await,
+                Ok(Ok(_))
+            )
+        }
+    }
 }
 
 /// [`start`], then wait for the shutdown.

@@ -135,7 +135,7 @@ async fn dispatch(command: Command) -> Result<()> {
 }
 
 async fn connect(config: &Config) -> Result<lapin::Connection> {
-    switchyard::broker::connect(&config.amqp_url, "switchyard dlq").await
+    switchyard::broker::connect(config.amqp_url(), "switchyard dlq").await
 }
 
 async fn list_dead_letters(config: &Config, plugin: &str, limit: usize, json: bool) -> Result<()> {

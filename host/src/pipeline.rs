@@ -359,7 +359,7 @@ impl Pipeline {
     /// batches are settled).
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
         let name = self.config.connection_name();
-        let connect = broker::connect(&self.config.amqp_url, &name);
+        let connect = broker::connect(self.config.amqp_url(), &name);
         let connection = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => Arc::new(
@@ -382,7 +382,7 @@ impl Pipeline {
             .await;
         if outcome.is_ok() {
             self.status.connected();
-            tracing::info!(broker = %redact_url(&self.config.amqp_url), plugins = running.len(), "connected to RabbitMQ");
+            tracing::info!(broker = %redact_url(self.config.amqp_url()), plugins = running.len(), "connected to RabbitMQ");
         }
         while outcome.is_ok() {
             tokio::select! {

@@ -6,7 +6,8 @@
 //! starts from the same state and emits the same events, with the same ids.
 //!
 //! Producers hot-reload like transformers: each poll runs on the version
-//! current when it starts.
+//! current when it starts. With the embedded bus, a poll's events are
+//! applied by the transformers in-process before its state is committed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tracing::Instrument;
 
 use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
 use crate::config::Config;
+use crate::embedded::{self, EmbeddedBus};
 use crate::headers;
 use crate::plugins::bindings::ProducedEvent;
 use crate::plugins::{LoadedPlugin, PluginRegistry, PluginSlot};
@@ -34,6 +36,8 @@ pub struct Scheduler {
     pub db: Arc<Store>,
     pub registry: Arc<PluginRegistry>,
     pub status: Arc<BrokerStatus>,
+    /// Set when events travel in-process rather than through RabbitMQ.
+    pub bus: Option<Arc<EmbeddedBus>>,
 }
 
 impl Scheduler {
@@ -77,6 +81,7 @@ impl Scheduler {
                     config: Arc::clone(&self.config),
                     db: Arc::clone(&self.db),
                     slot: Arc::clone(&slot),
+                    bus: self.bus.clone(),
                     link: None,
                 };
                 let span = tracing::info_span!("producer", plugin = %slot.name);
@@ -113,6 +118,7 @@ struct Poller {
     config: Arc<Config>,
     db: Arc<Store>,
     slot: Arc<PluginSlot>,
+    bus: Option<Arc<EmbeddedBus>>,
     link: Option<Link>,
 }
 
@@ -168,10 +174,26 @@ impl Poller {
         .context("poll worker panicked")??;
         let messages = events
             .iter()
-            .map(|e| self.outgoing(e))
+            .map(|e| self.checked(e))
             .collect::<Result<Vec<_>>>()?;
         if !messages.is_empty() {
-            self.publish(&messages).await?;
+            match &self.bus {
+                Some(bus) => {
+                    let bus = Arc::clone(bus);
+                    let messages = messages
+                        .iter()
+                        .map(|(key, body)| embedded::message(key, body))
+                        .collect();
+                    tokio::task::spawn_blocking(move || bus.deliver(messages, None))
+                        .await
+                        .context("bus worker panicked")??;
+                }
+                None => {
+                    let outgoing: Vec<Outgoing> =
+                        messages.iter().map(|(k, b)| self.outgoing(k, b)).collect();
+                    self.publish(&outgoing).await?;
+                }
+            }
         }
         if !writes.is_empty() {
             let (db, slot, version) = (
@@ -200,8 +222,8 @@ impl Poller {
         Ok(messages.len() as u64)
     }
 
-    /// The event as the existing producers send it, with `eventId` = id.
-    fn outgoing(&self, event: &ProducedEvent) -> Result<Outgoing> {
+    /// The event's routing key and body, its `eventId` the event's id.
+    fn checked(&self, event: &ProducedEvent) -> Result<(String, Value)> {
         if event.id.is_empty() || event.routing_key.is_empty() {
             bail!("the plugin produced an event without an id or routing key");
         }
@@ -219,14 +241,19 @@ impl Poller {
                 event.id
             ),
         }
+        Ok((event.routing_key.clone(), Value::Object(body)))
+    }
+
+    /// The event as the existing producers send it.
+    fn outgoing(&self, routing_key: &str, body: &Value) -> Outgoing {
         let mut table = FieldTable::default();
         headers::set_text(&mut table, headers::SOURCE, self.slot.name.clone());
-        Ok(Outgoing::json_event(
+        Outgoing::json_event(
             &self.config.exchange,
-            &event.routing_key,
-            Value::Object(body).to_string().into_bytes(),
+            routing_key,
+            body.to_string().into_bytes(),
             table,
-        ))
+        )
     }
 
     async fn publish(&mut self, messages: &[Outgoing]) -> Result<()> {
@@ -238,7 +265,7 @@ impl Poller {
             );
             let connection = tokio::time::timeout(
                 Duration::from_secs(10),
-                broker::connect(&self.config.amqp_url, &name),
+                broker::connect(self.config.amqp_url(), &name),
             )
             .await
             .context("connecting to RabbitMQ timed out")??;

@@ -43,6 +43,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     body        TEXT NOT NULL,
     hops        INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    plugin      TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    reason      TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    failed_ms   INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS queue_bindings (
     plugin TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -81,6 +90,19 @@ pub struct PublishWrite {
     pub routing_key: String,
     pub body: String,
     pub hops: u32,
+}
+
+/// A dead letter kept in the store (with the embedded bus, which has no
+/// dead-letter queues).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDeadLetter {
+    pub seq: i64,
+    pub plugin: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub reason: String,
+    pub version: String,
+    pub failed_ms: i64,
 }
 
 /// Everything one batch of one plugin changes, committed together.
@@ -363,6 +385,71 @@ impl Store {
             .query_map(params![plugin], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect()
         })
+    }
+
+    /// Keeps dead letters (`seq` is ignored and assigned).
+    pub fn add_dead_letters(&self, letters: &[StoredDeadLetter]) -> Result<()> {
+        let mut conn = self.writer.lock().expect("store writer poisoned");
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO dead_letters (plugin, routing_key, body, reason, version, failed_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for l in letters {
+                insert.execute(params![
+                    l.plugin,
+                    l.routing_key,
+                    l.body,
+                    l.reason,
+                    l.version,
+                    l.failed_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A plugin's oldest `limit` stored dead letters, and how many it has.
+    pub fn dead_letters(&self, plugin: &str, limit: u32) -> Result<(Vec<StoredDeadLetter>, u64)> {
+        self.read(|c| {
+            let total = c
+                .prepare_cached("SELECT COUNT(*) FROM dead_letters WHERE plugin = ?1")?
+                .query_row(params![plugin], |r| r.get(0))?;
+            let letters = c
+                .prepare_cached(
+                    "SELECT seq, plugin, routing_key, body, reason, version, failed_ms
+                     FROM dead_letters WHERE plugin = ?1 ORDER BY seq LIMIT ?2",
+                )?
+                .query_map(params![plugin, limit], |r| {
+                    Ok(StoredDeadLetter {
+                        seq: r.get(0)?,
+                        plugin: r.get(1)?,
+                        routing_key: r.get(2)?,
+                        body: r.get(3)?,
+                        reason: r.get(4)?,
+                        version: r.get(5)?,
+                        failed_ms: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((letters, total))
+        })
+    }
+
+    /// Forgets stored dead letters (replayed).
+    pub fn remove_dead_letters(&self, seqs: &[i64]) -> Result<()> {
+        let mut conn = self.writer.lock().expect("store writer poisoned");
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")?;
+            for seq in seqs {
+                stmt.execute(params![seq])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The binding keys last declared for a plugin's queue.

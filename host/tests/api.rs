@@ -133,7 +133,7 @@ async fn pages_follow_the_cursor_and_bad_parameters_are_400() {
 async fn health_is_503_with_the_reason_while_the_broker_is_unreachable() {
     let mut config_host = TestHost::start(&["merge"]).await;
     config_host.stop().await;
-    config_host.config.amqp_url = "amqp://guest:secret-pw@127.0.0.1:1/%2f".into();
+    config_host.config.amqp_url = Some("amqp://guest:secret-pw@127.0.0.1:1/%2f".into());
     config_host.restart().await;
     let (status, body) = config_host.get("/health").await;
     assert_eq!(status, 503);

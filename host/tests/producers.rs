@@ -295,3 +295,41 @@ async fn changes_made_while_the_broker_is_down_are_published_once_it_returns() {
     );
     host.cleanup(&PLUGINS).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_bus_runs_the_whole_flow_without_a_broker() {
+    let upstreams = Upstreams::start().await;
+    let mut host = TestHost::start_with(&PLUGINS, |c| {
+        upstreams.configure(c, true);
+        c.bus = switchyard::config::Bus::Embedded;
+        // Nothing listens there: the flow must not need it.
+        c.amqp_url = Some("amqp://guest:guest@127.0.0.1:1/%2f".into());
+    })
+    .await;
+    host.wait_healthy().await;
+    let (_, health) = host.get("/health").await;
+    assert_eq!(health["broker"], "embedded", "{health}");
+    let customers = upstreams.customers().await.len() as u64;
+    let products = switchyard_demo::sample_products().list().len() as u64;
+    eventually("the samples merged", Duration::from_secs(30), || async {
+        host.applied_in_store("merge") == customers + products
+    })
+    .await;
+    assert_same_customers(&host, &upstreams).await;
+    upstreams
+        .post_customer(json!({ "id": "c4", "name": "Dan O.", "email": "do@example.com" }))
+        .await;
+    eventually("the change merged", Duration::from_secs(20), || async {
+        host.get("/analytics/collections/customers/c4").await.1["name"] == "Dan O."
+    })
+    .await;
+    // The producers' state committed after the merge: a restart re-polls
+    // nothing new, and nothing is applied twice.
+    host.restart().await;
+    host.wait_healthy().await;
+    wait_polls(&host, "crm-producer", 3).await;
+    assert_eq!(host.applied_in_store("merge"), customers + products + 1);
+    let (_, data) = host.get("/analytics/data?limit=1000").await;
+    assert_eq!(data["items"].as_array().unwrap().len() as u64, customers);
+    host.stop().await;
+}

@@ -33,7 +33,7 @@ fn dlq(host: &TestHost, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("dlq")
         .args(args)
-        .env("AMQP_URL", &host.config.amqp_url)
+        .env("AMQP_URL", host.config.amqp_url())
         .env("SWITCHYARD_QUEUE_PREFIX", &host.config.queue_prefix)
         .env("SWITCHYARD_EXCHANGE", &host.config.exchange)
         .output()

@@ -3,7 +3,7 @@
 //!
 //! - `build`  host + every plugin; shipped plugins land in `plugins/<name>.wasm`,
 //!   test fixtures in `target/test-plugins/<name>.wasm`
-//! - `run`    build (release), make sure a broker is reachable, run the host
+//! - `run`    build (release), start the demo upstreams and the host (broker or embedded bus)
 //! - `test`   build the plugins, make sure a broker is reachable, run all tests
 //! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, or both)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
@@ -225,17 +225,68 @@ fn ensure_broker() -> Result<()> {
     )
 }
 
+/// The demo upstreams `run` starts, with the producer that polls each.
+const DEMO_UPSTREAMS: [(&str, u16, &str, &str); 2] = [
+    ("crm", 8001, "demo/data/customers.json", "crm-producer"),
+    (
+        "inventory",
+        8002,
+        "demo/data/products.json",
+        "inventory-producer",
+    ),
+];
+
+/// The whole flow on one machine: the demo CRM (8001) and inventory
+/// (8002), and the host (8003) whose producers poll them. With `AMQP_URL`
+/// set the broker must answer; without it the host uses a local broker if
+/// one answers, or its embedded bus.
 fn run(args: &[String]) -> Result<()> {
     build_plugins()?;
-    cargo(&["build", "--release", "-p", "switchyard"])?;
-    ensure_broker()?;
-    let binary = root().join("target/release/switchyard");
-    let status = Command::new(binary)
-        .arg("run")
-        .args(args)
-        .current_dir(root())
-        .status()
-        .context("starting switchyard")?;
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "switchyard",
+        "-p",
+        "switchyard-demo",
+    ])?;
+    if std::env::var_os("AMQP_URL").is_some() {
+        ensure_broker()?;
+    }
+    let root = root();
+    let mut upstreams = Vec::new();
+    for (service, port, data, _) in DEMO_UPSTREAMS {
+        let child = Command::new(root.join("target/release/switchyard-demo"))
+            .args([service, "--port", &port.to_string(), "--data", data])
+            .current_dir(&root)
+            .spawn()
+            .with_context(|| format!("starting the demo {service}"))?;
+        upstreams.push(child);
+    }
+    let origin = |port: u16| format!("http://127.0.0.1:{port}");
+    let grants: Vec<String> = DEMO_UPSTREAMS
+        .iter()
+        .map(|(_, port, _, producer)| format!("{producer}={}", origin(*port)))
+        .collect();
+    let settings: Vec<String> = DEMO_UPSTREAMS
+        .iter()
+        .map(|(_, port, _, producer)| format!("{producer}.base-url={}", origin(*port)))
+        .collect();
+    let mut host = Command::new(root.join("target/release/switchyard"));
+    host.arg("run").args(args).current_dir(&root);
+    // The user's own grants and settings win.
+    if std::env::var_os("SWITCHYARD_GRANTS").is_none() {
+        host.env("SWITCHYARD_GRANTS", grants.join(","));
+    }
+    if std::env::var_os("SWITCHYARD_PLUGIN_SETTINGS").is_none() {
+        host.env("SWITCHYARD_PLUGIN_SETTINGS", settings.join(","));
+    }
+    let status = host.status().context("starting switchyard");
+    for mut upstream in upstreams {
+        let _ = upstream.kill();
+        let _ = upstream.wait();
+    }
+    let status = status?;
     if !status.success() {
         bail!("switchyard exited with {status}");
     }
@@ -255,6 +306,8 @@ fn test(args: &[String]) -> Result<()> {
         "switchyard-counter",
         "-p",
         "switchyard-demo",
+        "-p",
+        "switchyard-feed",
         "-p",
         "xtask",
     ];
@@ -290,6 +343,8 @@ fn lint() -> Result<()> {
         "switchyard-merge",
         "-p",
         "switchyard-demo",
+        "-p",
+        "switchyard-feed",
         "--all-targets",
         "--",
         "-D",

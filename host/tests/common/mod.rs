@@ -121,7 +121,7 @@ impl TestHost {
             std::fs::copy(plugin_file(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
         }
         let mut config = Config::defaults();
-        config.amqp_url = amqp_url();
+        config.amqp_url = Some(amqp_url());
         config.http = "127.0.0.1:0".parse().unwrap();
         config.plugins = plugin_dir;
         config.data = dirs.path().join("data");
@@ -309,7 +309,7 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn connect(config: &Config) -> Self {
-        let connection = Connection::connect(&config.amqp_url, ConnectionProperties::default())
+        let connection = Connection::connect(config.amqp_url(), ConnectionProperties::default())
             .await
             .expect("RabbitMQ reachable (cargo xtask test says how to get one)");
         let channel = connection.create_channel().await.unwrap();

@@ -54,7 +54,7 @@ impl ChildHost {
             std::fs::copy(plugin_file(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
         }
         let mut config = Config::defaults();
-        config.amqp_url = amqp_url();
+        config.amqp_url = Some(amqp_url());
         // A port picked once and kept, so that clients find the host again
         // after a restart.
         config.http = std::net::TcpListener::bind("127.0.0.1:0")
@@ -101,7 +101,7 @@ impl ChildHost {
         let c = &self.config;
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("run")
-            .env("AMQP_URL", &c.amqp_url)
+            .env("AMQP_URL", c.amqp_url())
             .env("SWITCHYARD_GRANTS", c.grants.join(","))
             .env("SWITCHYARD_PLUGIN_SETTINGS", c.plugin_settings.join(","))
             // The log is a file: no colour codes in it.

@@ -260,7 +260,7 @@ fn timestamp(i: usize) -> String {
 
 /// Asserts that a host's dead-letter queues are empty: nothing was rejected.
 pub async fn assert_no_dead_letters(config: &Config) {
-    let connection = Connection::connect(&config.amqp_url, ConnectionProperties::default())
+    let connection = Connection::connect(config.amqp_url(), ConnectionProperties::default())
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
@@ -320,7 +320,7 @@ impl Publishing {
         let confirmed = Arc::new(AtomicUsize::new(0));
         let total = messages.len();
         let task = tokio::spawn(publish_all(
-            config.amqp_url.clone(),
+            config.amqp_url().to_owned(),
             config.exchange.clone(),
             messages,
             pace,
