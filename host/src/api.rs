@@ -569,9 +569,12 @@ async fn plugins(State(s): State<AppState>) -> Json<Value> {
         .status()
         .into_iter()
         .map(|p| {
-            let queue = s.config.queue_name(&p.name);
+            let queue = (p.world == crate::plugins::TRANSFORMER_WORLD)
+                .then(|| s.config.queue_name(&p.name));
             let mut entry = serde_json::to_value(p).unwrap_or_default();
-            entry["queue"] = Value::String(queue);
+            if let Some(queue) = queue {
+                entry["queue"] = Value::String(queue);
+            }
             entry
         })
         .collect();

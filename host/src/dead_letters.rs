@@ -48,6 +48,16 @@ async fn depth(channel: &Channel, config: &Config, plugin: &str) -> Result<u32> 
     Ok(queue.message_count())
 }
 
+/// The next message of `queue`, unacknowledged (it goes back to the queue
+/// unless acknowledged before the channel closes).
+async fn take(channel: &Channel, queue: &str) -> Result<Option<lapin::message::Delivery>> {
+    let got = channel
+        .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: false })
+        .await
+        .context("reading the dead-letter queue")?;
+    Ok(got.map(|message| message.delivery))
+}
+
 /// Up to `limit` dead letters of `plugin`, oldest first, left in the queue.
 /// Returns them and how many the queue holds in all.
 pub async fn list(
@@ -61,15 +71,9 @@ pub async fn list(
     let dlq = config.dead_letter_queue(plugin);
     let mut letters = Vec::new();
     while letters.len() < limit.min(total as usize) {
-        let got = channel
-            .basic_get(
-                ShortString::from(dlq.as_str()),
-                BasicGetOptions { no_ack: false },
-            )
-            .await
-            .context("reading the dead-letter queue")?;
-        let Some(message) = got else { break };
-        let d = message.delivery;
+        let Some(d) = take(&channel, &dlq).await? else {
+            break;
+        };
         let table = d.properties.headers().as_ref();
         letters.push(DeadLetter {
             routing_key: d.routing_key.to_string(),
@@ -109,15 +113,9 @@ pub async fn replay(connection: &Connection, config: &Config, plugin: &str) -> R
         let mut copies = Vec::new();
         let mut last_tag = None;
         while copies.len() < REPLAY_CHUNK && replayed + (copies.len() as u32) < total {
-            let got = channel
-                .basic_get(
-                    ShortString::from(dlq.as_str()),
-                    BasicGetOptions { no_ack: false },
-                )
-                .await
-                .context("reading the dead-letter queue")?;
-            let Some(message) = got else { break };
-            let d = message.delivery;
+            let Some(d) = take(&channel, &dlq).await? else {
+                break;
+            };
             let received = d.properties.headers().clone().unwrap_or_default();
             let mut table = headers::without(&received, &headers::DIAGNOSIS);
             let routing_key = headers::text(Some(&received), headers::ROUTING_KEY)

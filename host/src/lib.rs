@@ -108,11 +108,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let bus = match use_embedded_bus(&config).await {
         false => None,
         true => {
+            let why = match config.bus {
+                config::Bus::Embedded => "--bus embedded".to_owned(),
+                _ => format!(
+                    "AMQP_URL is not set and no RabbitMQ answers at {}",
+                    config::broker_address(config.amqp_url())
+                ),
+            };
             tracing::warn!(
-                "no RabbitMQ: AMQP_URL is not set and nothing answers at {}. Running with the \
-                 embedded in-process bus: events stay inside this process. Set AMQP_URL (or \
-                 --bus rabbitmq) to use a broker.",
-                config::broker_address(config.amqp_url())
+                "{why}: running with the embedded in-process bus; events stay inside this \
+                 process. Set AMQP_URL (or --bus rabbitmq) to use a broker."
             );
             broker.embedded();
             Some(Arc::new(embedded::EmbeddedBus {

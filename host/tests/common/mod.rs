@@ -133,7 +133,13 @@ impl TestHost {
             running: None,
             shutdown: CancellationToken::new(),
             base: String::new(),
-            http: reqwest::Client::new(),
+            // No pooled connections: a server that refuses a large body
+            // closes the connection, and a reused one would then fail the
+            // next request for reasons the test is not about.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             _dirs: dirs,
             _broker_up: broker_up,
         };
