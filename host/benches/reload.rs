@@ -52,6 +52,10 @@ const CONFIRM_WINDOW: usize = 500;
 const PLUGINS: [&str; 2] = ["merge", "counter"];
 
 fn main() -> Result<()> {
+    // The host's logs, when `RUST_LOG` asks for them.
+    if std::env::var_os("RUST_LOG").is_some() {
+        switchyard::telemetry::init(false);
+    }
     let reloads = match std::env::var("BENCH_RELOADS") {
         Ok(v) => v.parse().context("BENCH_RELOADS must be a number")?,
         Err(_) => DEFAULT_RELOADS,
@@ -121,10 +125,15 @@ async fn run(
         Arc::clone(&publishing),
     ));
     // Let the consumers start and reach a steady state.
-    wait_until(Duration::from_secs(30), || {
-        merge.counters.applied.load(Ordering::Relaxed) > 2_000
+    let warmed_up = wait_until(Duration::from_secs(30), || {
+        publisher.is_finished() || merge.counters.applied.load(Ordering::Relaxed) > 2_000
     })
-    .await?;
+    .await;
+    if publisher.is_finished() {
+        let ended = publisher.await?;
+        bail!("the publisher stopped: {:?}", ended.err());
+    }
+    warmed_up?;
 
     println!("phase 1: quiet for {QUIET:?}");
     let quiet = rates(&merge, &bystander, || tokio::time::sleep(QUIET)).await;
@@ -268,6 +277,8 @@ async fn publish_steadily(
     publishing: Arc<AtomicBool>,
 ) -> Result<(Arc<Connection>, u64)> {
     let channel = connection.create_channel().await?;
+    // The host declares it too; whoever comes first creates it.
+    switchyard::broker::declare_exchange(&channel, &exchange).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
