@@ -105,7 +105,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ),
     }
 
-    let bus = match use_embedded_bus(&config).await {
+    let default_broker = config::broker_address(config::DEFAULT_AMQP_URL);
+    let bus = match use_embedded_bus(&config, &default_broker).await {
         false => None,
         true => {
             let why = match config.bus {
@@ -207,15 +208,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 }
 
 /// Whether events travel on the embedded bus: asked for, or `auto` with no
-/// `AMQP_URL` and no broker answering on the default address.
-async fn use_embedded_bus(config: &Config) -> bool {
+/// `AMQP_URL` and no broker answering at `default_broker` (`host:port`).
+async fn use_embedded_bus(config: &Config, default_broker: &str) -> bool {
     match config.bus {
         config::Bus::Embedded => true,
         config::Bus::Rabbitmq => false,
         config::Bus::Auto if config.amqp_url.is_some() => false,
         config::Bus::Auto => {
-            let address = config::broker_address(config.amqp_url());
-            let probe = tokio::net::TcpStream::connect(address);
+            let probe = tokio::net::TcpStream::connect(default_broker);
             !matches!(
                 tokio::time::timeout(Duration::from_millis(500), probe).await,
                 Ok(Ok(_))
@@ -228,4 +228,34 @@ async fn use_embedded_bus(config: &Config) -> bool {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     start(config, shutdown).await?.wait().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::Bus;
+
+    #[tokio::test]
+    async fn auto_picks_the_embedded_bus_only_without_amqp_url_and_without_a_broker() {
+        // Something listening stands in for a broker on the default address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let answering = listener.local_addr().unwrap().to_string();
+        let silent = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        }; // closed again: nothing answers there
+        let mut config = Config::defaults();
+        assert_eq!(config.bus, Bus::Auto);
+        assert!(!use_embedded_bus(&config, &answering).await);
+        assert!(use_embedded_bus(&config, &silent).await);
+        // AMQP_URL set: a broker that does not answer is waited for, never
+        // replaced by the embedded bus.
+        config.amqp_url = Some("amqp://guest:guest@127.0.0.1:1/%2f".into());
+        assert!(!use_embedded_bus(&config, &silent).await);
+        config.bus = Bus::Embedded;
+        assert!(use_embedded_bus(&config, &answering).await);
+        config.bus = Bus::Rabbitmq;
+        config.amqp_url = None;
+        assert!(!use_embedded_bus(&config, &silent).await);
+    }
 }
