@@ -333,3 +333,43 @@ async fn the_embedded_bus_runs_the_whole_flow_without_a_broker() {
     assert_eq!(data["items"].as_array().unwrap().len() as u64, customers);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_reloaded_while_polling_keeps_its_state() {
+    let upstreams = Upstreams::start().await;
+    let host = TestHost::start_with(&PLUGINS, |c| upstreams.configure(c, true)).await;
+    host.wait_healthy().await;
+    let customers = upstreams.customers().await.len() as u64;
+    eventually("the first poll", Duration::from_secs(30), || async {
+        producer_stat(&host.plugin("crm-producer").await, "events_published") == customers
+    })
+    .await;
+    let variant = common::plugin_file("crm-producer-variant");
+    let partial = host.plugin_dir().join(".crm-producer.wasm.partial");
+    std::fs::copy(&variant, &partial).unwrap();
+    std::fs::rename(&partial, host.plugin_dir().join("crm-producer.wasm")).unwrap();
+    eventually("the new version", Duration::from_secs(20), || async {
+        host.plugin("crm-producer").await["version"]
+            .as_str()
+            .is_some_and(|v| v.ends_with("+variant"))
+    })
+    .await;
+    // The new version starts from the committed state: nothing again...
+    wait_polls(&host, "crm-producer", 3).await;
+    let plugin = host.plugin("crm-producer").await;
+    assert_eq!(plugin["reloads"], 1);
+    assert_eq!(producer_stat(&plugin, "events_published"), customers);
+    // ...and publishes what changes.
+    upstreams
+        .post_customer(json!({ "id": "c5", "name": "Emma S.", "email": "es@example.org" }))
+        .await;
+    eventually("the change merged", Duration::from_secs(20), || async {
+        host.get("/analytics/collections/customers/c5").await.1["name"] == "Emma S."
+    })
+    .await;
+    assert_eq!(
+        producer_stat(&host.plugin("crm-producer").await, "events_published"),
+        customers + 1
+    );
+    host.cleanup(&PLUGINS).await;
+}

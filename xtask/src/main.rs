@@ -22,7 +22,7 @@ const SHIPPED: &[&str] = &["merge", "crm-producer", "inventory-producer"];
 const FIXTURES: &[&str] = &["counter", "relay", "not-a-transformer"];
 /// Second builds of plugins (with their `test-variant` feature) that the
 /// hot-reload tests swap in: `target/test-plugins/<name>-variant.wasm`.
-const VARIANTS: &[&str] = &["merge", "relay", "counter"];
+const VARIANTS: &[&str] = &["merge", "relay", "counter", "crm-producer"];
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 fn main() {

@@ -24,7 +24,11 @@ mod plugin {
         fn describe() -> ProducerInfo {
             ProducerInfo {
                 name: "crm-producer".to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
+                version: if cfg!(feature = "test-variant") {
+                    concat!(env!("CARGO_PKG_VERSION"), "+variant").to_owned()
+                } else {
+                    env!("CARGO_PKG_VERSION").to_owned()
+                },
                 poll_interval_ms: 5_000,
             }
         }
