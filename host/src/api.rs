@@ -626,20 +626,8 @@ async fn list_dead_letters(
     if s.bus.is_some() {
         let db = Arc::clone(&s.db);
         let (letters, total) = blocking(move || db.dead_letters(&plugin, limit)).await??;
-        let items: Vec<Value> = letters
-            .into_iter()
-            .map(|l| {
-                let body = String::from_utf8_lossy(&l.body).into_owned();
-                let event_id = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("eventId").cloned());
-                json!({
-                    "routing_key": l.routing_key, "event_id": event_id, "reason": l.reason,
-                    "attempts": 1, "plugin_version": l.version, "failed_at_ms": l.failed_ms,
-                    "first_failed_at_ms": l.failed_ms, "body": body,
-                })
-            })
-            .collect();
+        let items: Vec<crate::dead_letters::DeadLetter> =
+            letters.into_iter().map(Into::into).collect();
         return Ok(Json(json!({ "total": total, "items": items })));
     }
     let connection = dead_letter_connection(&s, &plugin).await?;

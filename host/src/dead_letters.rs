@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::broker::{Outgoing, Publisher};
 use crate::config::Config;
 use crate::headers;
-use crate::store::now_ms;
+use crate::store::{StoredDeadLetter, now_ms};
 
 /// Dead letters sent back per broker round trip.
 const REPLAY_CHUNK: usize = 200;
@@ -29,6 +29,31 @@ pub struct DeadLetter {
     pub first_failed_at_ms: Option<i64>,
     /// The original body (lossy UTF-8).
     pub body: String,
+}
+
+impl From<StoredDeadLetter> for DeadLetter {
+    /// A dead letter the embedded bus kept in the store (it failed once).
+    fn from(l: StoredDeadLetter) -> Self {
+        Self {
+            routing_key: l.routing_key,
+            event_id: event_id_of(&l.body),
+            reason: Some(l.reason),
+            attempts: Some(1),
+            plugin_version: Some(l.version),
+            failed_at_ms: Some(l.failed_ms),
+            first_failed_at_ms: Some(l.failed_ms),
+            body: String::from_utf8_lossy(&l.body).into_owned(),
+        }
+    }
+}
+
+/// The `eventId` of a message body, when it has a string one.
+pub fn event_id_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("eventId")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// How many messages a plugin's dead-letter queue holds now.
@@ -77,9 +102,7 @@ pub async fn list(
         let table = d.properties.headers().as_ref();
         letters.push(DeadLetter {
             routing_key: d.routing_key.to_string(),
-            event_id: serde_json::from_slice::<serde_json::Value>(&d.data)
-                .ok()
-                .and_then(|v| v.get("eventId").and_then(|i| i.as_str()).map(str::to_owned)),
+            event_id: event_id_of(&d.data),
             reason: headers::text(table, headers::REASON),
             attempts: headers::int(table, headers::ATTEMPTS),
             plugin_version: headers::text(table, headers::PLUGIN_VERSION),

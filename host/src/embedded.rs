@@ -10,7 +10,6 @@
 //! A transient failure (`retry`) is returned to the caller, which tries
 //! again later (a producer on its next poll).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +18,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::pipeline::{Incoming, Verdict, apply_events, parse_event};
+use crate::pipeline::{Verdict, admit, process_batch};
 use crate::plugins::PluginRegistry;
-use crate::store::{Store, StoredDeadLetter, now_ms};
+use crate::store::{OutboxEntry, Store, StoredDeadLetter, now_ms};
 use crate::topic;
 
 /// How often events that plugins published from API writes are routed.
@@ -34,6 +33,17 @@ pub struct Message {
     pub body: Vec<u8>,
     /// How many plugins published it in turn.
     pub hops: u32,
+}
+
+/// An event a plugin published, on its way to the next plugins.
+impl From<OutboxEntry> for Message {
+    fn from(e: OutboxEntry) -> Self {
+        Self {
+            routing_key: e.routing_key,
+            body: e.body.into_bytes(),
+            hops: e.hops,
+        }
+    }
 }
 
 /// What became of a delivery.
@@ -80,27 +90,14 @@ impl EmbeddedBus {
                 if mine.is_empty() {
                     continue;
                 }
-                let mut dead = Vec::new();
-                let mut fresh = Vec::new();
-                let mut seen = HashSet::new();
-                let parsed: Vec<(&Message, Result<Incoming, String>)> =
-                    mine.into_iter().map(|m| (m, self.parse(m))).collect();
-                let ids: Vec<&str> = parsed
+                let now = now_ms() as u64;
+                let admitted = mine
                     .iter()
-                    .filter_map(|(_, p)| p.as_ref().ok().map(|i| i.event.id.as_str()))
+                    .map(|m| admit(&m.routing_key, &m.body, m.hops, self.config.max_hops, now))
                     .collect();
-                let already = self.db.applied_among(&slot.name, &ids)?;
-                for (message, parsed) in &parsed {
-                    match parsed {
-                        Err(reason) => dead.push((*message, reason.clone())),
-                        Ok(i) if already.contains(&i.event.id) => {}
-                        Ok(i) if !seen.insert(i.event.id.clone()) => {}
-                        Ok(i) => fresh.push(((*message).clone(), i.clone())),
-                    }
-                }
-                let incoming: Vec<Incoming> = fresh.iter().map(|(_, i)| i.clone()).collect();
-                let (verdicts, outbox) = apply_events(&slot, &version, &self.db, &incoming);
-                for ((message, _), verdict) in fresh.iter().zip(verdicts) {
+                let (verdicts, outbox) = process_batch(&slot, &version, &self.db, admitted);
+                let mut dead = Vec::new();
+                for (message, verdict) in mine.into_iter().zip(verdicts) {
                     match verdict {
                         Verdict::Applied => delivered.applied += 1,
                         Verdict::Duplicate => {}
@@ -128,11 +125,7 @@ impl EmbeddedBus {
                     self.db.add_dead_letters(&letters)?;
                 }
                 let seqs: Vec<i64> = outbox.iter().map(|e| e.seq).collect();
-                next.extend(outbox.into_iter().map(|e| Message {
-                    routing_key: e.routing_key,
-                    body: e.body.into_bytes(),
-                    hops: e.hops,
-                }));
+                next.extend(outbox.into_iter().map(Message::from));
                 // Routed in the next round: a crash before it leaves them in
                 // the outbox, routed again at the next start.
                 if !seqs.is_empty() {
@@ -147,22 +140,6 @@ impl EmbeddedBus {
         Ok(delivered)
     }
 
-    fn parse(&self, m: &Message) -> Result<Incoming, String> {
-        let max = self.config.max_hops;
-        if m.hops > max {
-            return Err(format!(
-                "hop limit exceeded: published by {} plugins in turn (limit {max}); \
-                 do plugins feed each other in a loop?",
-                m.hops
-            ));
-        }
-        let event = parse_event(&m.routing_key, &m.body, now_ms() as u64)?;
-        Ok(Incoming {
-            event,
-            hops: m.hops,
-        })
-    }
-
     /// Routes the events plugins published that are still in the outbox
     /// (left by a crash, or written by an API request). Blocking.
     pub fn flush_outboxes(&self) -> Result<()> {
@@ -172,14 +149,7 @@ impl EmbeddedBus {
                 continue;
             }
             let seqs: Vec<i64> = pending.iter().map(|e| e.seq).collect();
-            let messages = pending
-                .into_iter()
-                .map(|e| Message {
-                    routing_key: e.routing_key,
-                    body: e.body.into_bytes(),
-                    hops: e.hops,
-                })
-                .collect();
+            let messages = pending.into_iter().map(Message::from).collect();
             self.deliver(messages, None)?;
             self.db.outbox_done(&seqs)?;
         }

@@ -235,9 +235,28 @@ pub fn apply_events(
     (verdicts, outbox)
 }
 
+/// One message as the plugin would be handed it, or why it cannot be: it
+/// has been published by more than `max_hops` plugins in turn, or its body
+/// is not an event ([`parse_event`]).
+pub fn admit(
+    routing_key: &str,
+    body: &[u8],
+    hops: u32,
+    max_hops: u32,
+    received_at_ms: u64,
+) -> Result<Incoming, String> {
+    if hops > max_hops {
+        return Err(format!(
+            "hop limit exceeded: published by {hops} plugins in turn (limit {max_hops}); \
+             do plugins feed each other in a loop?"
+        ));
+    }
+    let event = parse_event(routing_key, body, received_at_ms)?;
+    Ok(Incoming { event, hops })
+}
+
 /// Parses, deduplicates and applies one batch of deliveries with the
-/// plugin's `version`; events that have hopped more than `max_hops` times
-/// are dead-lettered. Blocking.
+/// plugin's `version`. Blocking.
 pub fn process_deliveries(
     slot: &PluginSlot,
     version: &LoadedPlugin,
@@ -246,24 +265,28 @@ pub fn process_deliveries(
     max_hops: u32,
 ) -> (Vec<Verdict>, Vec<OutboxEntry>) {
     let received = now_ms() as u64;
-    let parsed: Vec<Result<Incoming, String>> = deliveries
+    let admitted = deliveries
         .iter()
         .map(|d| {
-            let hops = u32::try_from(
-                headers::int(d.properties.headers().as_ref(), headers::HOPS).unwrap_or(0),
-            )
-            .unwrap_or(0);
-            if hops > max_hops {
-                return Err(format!(
-                    "hop limit exceeded: published by {hops} plugins in turn (limit {max_hops}); \
-                     do plugins feed each other in a loop?"
-                ));
-            }
-            let event = parse_event(&routing_key_of(d), &d.data, received)?;
-            Ok(Incoming { event, hops })
+            let hops = headers::int(d.properties.headers().as_ref(), headers::HOPS).unwrap_or(0);
+            let hops = u32::try_from(hops).unwrap_or(0);
+            admit(&routing_key_of(d), &d.data, hops, max_hops, received)
         })
         .collect();
-    let ids: Vec<&str> = parsed
+    process_batch(slot, version, db, admitted)
+}
+
+/// The shared core of a batch, whatever carried it (broker or embedded
+/// bus): dead-letters what was not admitted, skips ids the plugin applied
+/// before (or that repeat within the batch), and applies the rest. One
+/// verdict per item, in order, and the outbox entries to publish. Blocking.
+pub fn process_batch(
+    slot: &PluginSlot,
+    version: &LoadedPlugin,
+    db: &Store,
+    admitted: Vec<Result<Incoming, String>>,
+) -> (Vec<Verdict>, Vec<OutboxEntry>) {
+    let ids: Vec<&str> = admitted
         .iter()
         .filter_map(|p| p.as_ref().ok().map(|i| i.event.id.as_str()))
         .collect();
@@ -271,14 +294,14 @@ pub fn process_deliveries(
         Ok(already) => already,
         Err(e) => {
             let reason = format!("store unavailable: {e:#}");
-            return (vec![Verdict::Retry(reason); deliveries.len()], Vec::new());
+            return (vec![Verdict::Retry(reason); admitted.len()], Vec::new());
         }
     };
-    let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(deliveries.len());
+    let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(admitted.len());
     let mut fresh = Vec::new();
     let mut fresh_index = Vec::new();
     let mut seen = HashSet::new();
-    for (i, p) in parsed.into_iter().enumerate() {
+    for (i, p) in admitted.into_iter().enumerate() {
         match p {
             Err(reason) => {
                 slot.counters.dead_lettered.fetch_add(1, Relaxed);
@@ -304,7 +327,7 @@ pub fn process_deliveries(
     (
         verdicts
             .into_iter()
-            .map(|v| v.expect("every delivery has a verdict"))
+            .map(|v| v.expect("every item has a verdict"))
             .collect(),
         outbox,
     )
@@ -705,9 +728,7 @@ impl Consumer {
         reason: &str,
         attempts: u32,
     ) -> Outgoing {
-        let event_id = serde_json::from_slice::<Value>(&delivery.data)
-            .ok()
-            .and_then(|v| v.get("eventId").and_then(Value::as_str).map(str::to_owned));
+        let event_id = crate::dead_letters::event_id_of(&delivery.data);
         tracing::warn!(
             event_id = event_id.as_deref().unwrap_or("-"),
             reason,
