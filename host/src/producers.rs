@@ -165,10 +165,9 @@ impl Poller {
         let (events, writes) = tokio::task::spawn_blocking(move || {
             let mut instance = polled.producer().context("not a producer")?;
             instance.sync_cache(slot.state_generation());
-            let result = instance.poll();
-            // A failed poll's writes go with it.
-            let writes = instance.take_state_writes();
-            Ok::<_, anyhow::Error>((result?, writes))
+            // A failed poll discards its own writes (`Instance::poll`).
+            let events = instance.poll()?;
+            Ok::<_, anyhow::Error>((events, instance.take_state_writes()))
         })
         .await
         .context("poll worker panicked")??;
