@@ -88,6 +88,24 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The settings of a host under test: `plugins` copied into a plugins
+/// folder under `dir`, its store there too, the test broker, and exchange
+/// and queue names of its own (prefixed `prefix`).
+pub fn host_config(dir: &Path, plugins: &[&str], prefix: &str) -> Config {
+    let plugin_dir = dir.join("plugins");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    for name in plugins {
+        std::fs::copy(plugin_file(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
+    }
+    let mut config = Config::defaults();
+    config.amqp_url = Some(amqp_url());
+    config.plugins = plugin_dir;
+    config.data = dir.join("data");
+    config.exchange = unique(&format!("{prefix}-exchange"));
+    config.queue_prefix = unique(prefix);
+    config
+}
+
 /// A host under test plus the folders and broker names it owns.
 pub struct TestHost {
     pub config: Config,
@@ -115,18 +133,8 @@ impl TestHost {
             .try_init();
         let broker_up = broker_lock::BrokerLock::shared().await;
         let dirs = tempfile::tempdir().unwrap();
-        let plugin_dir = dirs.path().join("plugins");
-        std::fs::create_dir_all(&plugin_dir).unwrap();
-        for name in plugins {
-            std::fs::copy(plugin_file(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
-        }
-        let mut config = Config::defaults();
-        config.amqp_url = Some(amqp_url());
+        let mut config = host_config(dirs.path(), plugins, "sy-test");
         config.http = "127.0.0.1:0".parse().unwrap();
-        config.plugins = plugin_dir;
-        config.data = dirs.path().join("data");
-        config.exchange = unique("sy-test-exchange");
-        config.queue_prefix = unique("sy-test");
         adjust(&mut config);
         let mut host = Self {
             config,

@@ -16,7 +16,7 @@ use switchyard::Config;
 use switchyard::store::Store;
 use tokio::process::{Child, Command};
 
-use super::{amqp_url, delete_topology, plugin_file, unique};
+use super::{delete_topology, host_config};
 
 /// How long a start may take until the API answers (plugins are compiled
 /// on every start, in a debug build).
@@ -48,23 +48,13 @@ impl ChildHost {
     /// broker URL and the flags `spawn` passes).
     pub async fn start_with(plugins: &[&str], adjust: impl FnOnce(&mut Config)) -> Self {
         let dirs = tempfile::tempdir().unwrap();
-        let plugin_dir = dirs.path().join("plugins");
-        std::fs::create_dir_all(&plugin_dir).unwrap();
-        for name in plugins {
-            std::fs::copy(plugin_file(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
-        }
-        let mut config = Config::defaults();
-        config.amqp_url = Some(amqp_url());
+        let mut config = host_config(dirs.path(), plugins, "sy-fault");
         // A port picked once and kept, so that clients find the host again
         // after a restart.
         config.http = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        config.plugins = plugin_dir;
-        config.data = dirs.path().join("data");
-        config.exchange = unique("sy-fault-exchange");
-        config.queue_prefix = unique("sy-fault");
         adjust(&mut config);
         let mut host = Self {
             base: format!("http://{}", config.http),
