@@ -95,7 +95,7 @@ async fn run(
     std::fs::copy(shipped, plugins.join("merge.wasm"))?;
     std::fs::copy(counter, plugins.join("counter.wasm"))?;
     let mut config = Config::defaults();
-    config.amqp_url = Some(url.to_owned());
+    config.amqp_url = Some(url.into());
     config.http = "127.0.0.1:0".parse()?;
     config.plugins = plugins.clone();
     config.data = dirs.path().join("data");

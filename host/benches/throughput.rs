@@ -399,7 +399,7 @@ fn bench_config(url: &str, wasm: &Path, dirs: &Path) -> Result<Config> {
     std::fs::create_dir_all(&plugins)?;
     std::fs::copy(wasm, plugins.join("merge.wasm")).context("copying merge.wasm")?;
     let mut config = Config::defaults();
-    config.amqp_url = Some(url.to_owned());
+    config.amqp_url = Some(url.into());
     config.http = "127.0.0.1:0".parse()?;
     config.plugins = plugins;
     config.data = dirs.join("data");

@@ -15,9 +15,10 @@ use anyhow::{Result, bail};
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// AMQP URL of the RabbitMQ broker (default
-    /// `amqp://guest:guest@127.0.0.1:5672/%2f`). The password is never logged.
-    #[arg(long, env = "AMQP_URL")]
-    pub amqp_url: Option<String>,
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`). Its password is never
+    /// logged nor shown by `--help` or `Debug`.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<AmqpUrl>,
 
     /// Where events travel: `rabbitmq`; `embedded`, an in-process bus with
     /// the same topic routing (events never leave the process); or `auto`:
@@ -186,6 +187,29 @@ impl From<&str> for ApiToken {
     }
 }
 
+/// The broker's URL. `Debug` shows it with the password replaced, so a
+/// printed configuration never carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmqpUrl(String);
+
+impl fmt::Debug for AmqpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AmqpUrl({:?})", redact_url(&self.0))
+    }
+}
+
+impl From<String> for AmqpUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for AmqpUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
 /// `--bus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Bus {
@@ -200,7 +224,9 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 impl Config {
     /// The broker's URL: `AMQP_URL`, or the local default.
     pub fn amqp_url(&self) -> &str {
-        self.amqp_url.as_deref().unwrap_or(DEFAULT_AMQP_URL)
+        self.amqp_url
+            .as_ref()
+            .map_or(DEFAULT_AMQP_URL, |url| url.0.as_str())
     }
 
     /// A configuration with every default, for tests and embedding.
@@ -373,6 +399,16 @@ mod tests {
             printed.contains("api_token: Some(ApiToken(<redacted>))"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn the_amqp_password_never_shows_in_debug_output() {
+        let c = Config::from_args(&["--amqp-url", "amqp://guest:hunter2-s3cret@rabbit:5672/%2f"])
+            .unwrap();
+        assert_eq!(c.amqp_url(), "amqp://guest:hunter2-s3cret@rabbit:5672/%2f");
+        let printed = format!("{c:?} {c:#?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("rabbit:5672"), "{printed}");
     }
 
     #[test]

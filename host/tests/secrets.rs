@@ -18,7 +18,7 @@ async fn a_refused_broker_password_is_never_logged_or_served() {
         url.contains(SECRET),
         "AMQP_URL must carry guest:guest@ for this test"
     );
-    let mut host = ChildHost::start_with(&["counter"], |c| c.amqp_url = Some(url)).await;
+    let mut host = ChildHost::start_with(&["counter"], |c| c.amqp_url = Some(url.into())).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, health) = host.get("/health").await;
     assert_eq!(status, 503, "{health}");

@@ -98,7 +98,7 @@ pub fn host_config(dir: &Path, plugins: &[&str], prefix: &str) -> Config {
         std::fs::copy(plugin_file(name), plugin_dir.join(format!("{name}.wasm"))).unwrap();
     }
     let mut config = Config::defaults();
-    config.amqp_url = Some(amqp_url());
+    config.amqp_url = Some(amqp_url().into());
     config.plugins = plugin_dir;
     config.data = dir.join("data");
     config.exchange = unique(&format!("{prefix}-exchange"));
