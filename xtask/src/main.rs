@@ -8,12 +8,15 @@
 //! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, or both)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
+mod stack;
+
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use stack::{DEMO_PORTS, Stack, root};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins copied into `plugins/` for users.
@@ -42,13 +45,6 @@ fn main() {
         eprintln!("xtask: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
@@ -225,17 +221,6 @@ fn ensure_broker() -> Result<()> {
     )
 }
 
-/// The demo upstreams `run` starts, with the producer that polls each.
-const DEMO_UPSTREAMS: [(&str, u16, &str, &str); 2] = [
-    ("crm", 8001, "demo/data/customers.json", "crm-producer"),
-    (
-        "inventory",
-        8002,
-        "demo/data/products.json",
-        "inventory-producer",
-    ),
-];
-
 /// The whole flow on one machine: the demo CRM (8001) and inventory
 /// (8002), and the host (8003) whose producers poll them. With `AMQP_URL`
 /// set the broker must answer; without it the host uses a local broker if
@@ -254,39 +239,16 @@ fn run(args: &[String]) -> Result<()> {
         ensure_broker()?;
     }
     let root = root();
-    let mut upstreams = Vec::new();
-    for (service, port, data, _) in DEMO_UPSTREAMS {
-        let child = Command::new(root.join("target/release/switchyard-demo"))
-            .args([service, "--port", &port.to_string(), "--data", data])
-            .current_dir(&root)
-            .spawn()
-            .with_context(|| format!("starting the demo {service}"))?;
-        upstreams.push(child);
-    }
-    let origin = |port: u16| format!("http://127.0.0.1:{port}");
-    let grants: Vec<String> = DEMO_UPSTREAMS
-        .iter()
-        .map(|(_, port, _, producer)| format!("{producer}={}", origin(*port)))
-        .collect();
-    let settings: Vec<String> = DEMO_UPSTREAMS
-        .iter()
-        .map(|(_, port, _, producer)| format!("{producer}.base-url={}", origin(*port)))
-        .collect();
-    let mut host = Command::new(root.join("target/release/switchyard"));
-    host.arg("run").args(args).current_dir(&root);
-    // The user's own grants and settings win.
-    if std::env::var_os("SWITCHYARD_GRANTS").is_none() {
-        host.env("SWITCHYARD_GRANTS", grants.join(","));
-    }
-    if std::env::var_os("SWITCHYARD_PLUGIN_SETTINGS").is_none() {
-        host.env("SWITCHYARD_PLUGIN_SETTINGS", settings.join(","));
-    }
-    let status = host.status().context("starting switchyard");
-    for mut upstream in upstreams {
-        let _ = upstream.kill();
-        let _ = upstream.wait();
-    }
-    let status = status?;
+    let stack = Stack::start(
+        &root,
+        &root.join("target").join("release"),
+        DEMO_PORTS,
+        None,
+        |host| {
+            host.args(args);
+        },
+    )?;
+    let status = stack.wait()?;
     if !status.success() {
         bail!("switchyard exited with {status}");
     }
