@@ -133,6 +133,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_MAX_HOPS", default_value_t = 10)]
     pub max_hops: u32,
 
+    /// PEM file of extra CA certificates that producers' `https://` origins
+    /// may present (a company's own CA), trusted besides the bundled Mozilla
+    /// roots.
+    #[arg(long, env = "SWITCHYARD_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+
     /// Largest HTTP request body accepted, in bytes (413 beyond).
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -79,7 +79,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.plugin_timeout(),
         config.plugin_memory_mib * 1024 * 1024,
         Some(&config.compile_cache()),
-        plugins::access::Access::from_config(&config.grants, &config.plugin_settings)?,
+        plugins::access::Access::from_config(&config.grants, &config.plugin_settings)?
+            .with_tls(plugins::tls::client_config(config.tls_ca_file.as_deref())?),
     )?;
     let registry = Arc::new(PluginRegistry::new(engine, &config.plugins));
     let scanning = Arc::clone(&registry);

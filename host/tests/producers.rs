@@ -7,6 +7,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::broker_lock::{BrokerLock, BrokerStopped};
@@ -14,6 +16,10 @@ use common::process::ChildHost;
 use common::{TestHost, eventually};
 use serde_json::{Value, json};
 use switchyard::Config;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
 const PLUGINS: [&str; 3] = ["crm-producer", "inventory-producer", "merge"];
@@ -372,4 +378,119 @@ async fn a_producer_reloaded_while_polling_keeps_its_state() {
         customers + 1
     );
     host.cleanup(&PLUGINS).await;
+}
+
+fn tls_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// Accepts TLS connections with the fixture certificate for `localhost`.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, peer)) = self.tcp.accept().await else {
+                continue;
+            };
+            // A client that refuses the certificate ends its handshake here.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The demo CRM over https on a free loopback port, until `stop`.
+async fn serve_crm_over_tls(stop: CancellationToken) -> u16 {
+    let certs = CertificateDer::pem_file_iter(tls_fixture("localhost.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(tls_fixture("localhost.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let listener = TlsListener {
+        tcp,
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+    };
+    let router = switchyard_demo::crm_router(switchyard_demo::sample_customers());
+    let serve = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+    tokio::spawn(async move { serve.await });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_reaches_an_https_upstream_whose_certificate_the_host_trusts() {
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let origin = format!("https://localhost:{}", serve_crm_over_tls(stop).await);
+    let plugins = ["crm-producer", "merge"];
+    let configure = |c: &mut Config| {
+        c.grants = vec![format!("crm-producer={origin}")];
+        c.plugin_settings = vec![
+            format!("crm-producer.base-url={origin}"),
+            "crm-producer.poll-interval-ms=300".into(),
+        ];
+    };
+
+    // The bundled roots do not know the test CA: verification fails and
+    // nothing is published.
+    let host = TestHost::start_with(&plugins, configure).await;
+    host.wait_healthy().await;
+    eventually(
+        "a poll failing verification",
+        Duration::from_secs(20),
+        || async {
+            let p = host.plugin("crm-producer").await;
+            p["producer"]["last_poll_error"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("TLS certificate is not trusted"))
+        },
+    )
+    .await;
+    let producer = host.plugin("crm-producer").await;
+    assert_eq!(
+        producer_stat(&producer, "events_published"),
+        0,
+        "{producer}"
+    );
+    host.cleanup(&plugins).await;
+
+    // With the CA given, the same upstream's customers arrive.
+    let host = TestHost::start_with(&plugins, |c| {
+        configure(c);
+        c.tls_ca_file = Some(tls_fixture("ca.pem"));
+    })
+    .await;
+    host.wait_healthy().await;
+    let customers = switchyard_demo::sample_customers().list().len() as u64;
+    eventually("the customers merged", Duration::from_secs(20), || async {
+        host.applied_in_store("merge") == customers
+    })
+    .await;
+    let (status, c1) = host.get("/analytics/collections/customers/c1").await;
+    assert_eq!(status, 200, "{c1}");
+    assert_eq!(c1["name"], "Ana Lima", "{c1}");
+    host.cleanup(&plugins).await;
 }

@@ -4,8 +4,10 @@
 //! Everything not granted is refused.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use tokio_rustls::rustls::ClientConfig;
 
 /// `scheme://host:port`, the unit of an HTTP grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +71,15 @@ impl std::fmt::Display for Origin {
 pub struct Grants {
     pub origins: Vec<Origin>,
     pub settings: BTreeMap<String, String>,
+    /// How `https://` origins are verified (`None` refuses https).
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 /// Grants by plugin name, from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     by_plugin: HashMap<String, Grants>,
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl Access {
@@ -105,13 +110,21 @@ impl Access {
         Ok(access)
     }
 
+    /// Lets plugins reach their granted `https://` origins, verified with `tls`.
+    pub fn with_tls(mut self, tls: Arc<ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     fn entry(&mut self, plugin: &str) -> &mut Grants {
         self.by_plugin.entry(plugin.to_owned()).or_default()
     }
 
     /// What `plugin` is granted (nothing, if the configuration names it not).
     pub fn for_plugin(&self, plugin: &str) -> Grants {
-        self.by_plugin.get(plugin).cloned().unwrap_or_default()
+        let mut grants = self.by_plugin.get(plugin).cloned().unwrap_or_default();
+        grants.tls.clone_from(&self.tls);
+        grants
     }
 }
 

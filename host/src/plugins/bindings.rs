@@ -181,6 +181,7 @@ impl HostState {
         self.granted = GrantedHttp {
             plugin: self.plugin.clone(),
             origins: grants.origins,
+            tls: grants.tls,
         };
         self.settings = grants.settings;
     }

@@ -4,16 +4,22 @@
 //! `HTTP-request-denied`) and bounds how long a request may take, since a
 //! plugin blocked in the host is out of reach of its epoch deadline.
 //!
-//! Plain `http://` only: the host is built without a TLS stack (see the
-//! README); an `https://` request fails with a protocol error.
+//! `https://` requests verify the server's certificate against the roots of
+//! [`super::tls`]; a failed verification reaches the guest as
+//! `TLS-certificate-error` and is logged.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::Scheme;
 use http_body_util::BodyExt;
+use hyper::rt::{Read, Write};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{self, ClientConfig};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -34,6 +40,8 @@ type SendResult = Result<(http::Response<WasiBody>, IoFuture), HttpError>;
 pub struct GrantedHttp {
     pub plugin: String,
     pub origins: Vec<Origin>,
+    /// How `https://` answers are verified; `None` refuses https.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 impl GrantedHttp {
@@ -70,11 +78,16 @@ impl WasiHttpHooks for GrantedHttp {
         }
         tracing::debug!(plugin = %self.plugin, uri = %request.uri(), "outgoing HTTP request");
         let options = clamp(options);
+        let (plugin, tls) = (self.plugin.clone(), self.tls.clone());
         Box::new(async move {
             let deadline = tokio::time::Instant::now() + TOTAL_TIMEOUT;
-            let (response, io) = tokio::time::timeout_at(deadline, send(request, options))
+            let sent = send(&plugin, request, options, tls);
+            let (response, io) = tokio::time::timeout_at(deadline, sent)
                 .await
-                .map_err(|_| HttpError::ConnectionReadTimeout)??;
+                .map_err(|_| HttpError::ConnectionReadTimeout)?
+                .inspect_err(|e| {
+                    tracing::warn!(%plugin, error = %e, "outgoing HTTP request failed");
+                })?;
             let response = response.map(|body| DeadlineBody::new(body, deadline).boxed_unsync());
             Ok((response, io))
         })
@@ -91,30 +104,60 @@ fn clamp(asked: Option<RequestOptions>) -> RequestOptions {
     }
 }
 
-/// One HTTP/1.1 exchange over a fresh connection.
-async fn send(mut request: http::Request<WasiBody>, options: RequestOptions) -> SendResult {
+/// One HTTP/1.1 exchange over a fresh connection, TLS for `https`.
+async fn send(
+    plugin: &str,
+    request: http::Request<WasiBody>,
+    options: RequestOptions,
+    tls: Option<Arc<ClientConfig>>,
+) -> SendResult {
     use tokio::time::timeout;
     let uri = request.uri().clone();
-    if uri.scheme() != Some(&Scheme::HTTP) {
-        return Err(HttpError::HttpProtocolError);
-    }
+    let https = match uri.scheme() {
+        Some(s) if *s == Scheme::HTTP => false,
+        Some(s) if *s == Scheme::HTTPS => true,
+        _ => return Err(HttpError::HttpProtocolError),
+    };
     let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let connect_timeout = options.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
     let tcp = timeout(
-        options.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+        connect_timeout,
         tokio::net::TcpStream::connect((host, port)),
     )
     .await
     .map_err(|_| HttpError::ConnectionTimeout)?
     .map_err(HttpError::Connect)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    if !https {
+        return exchange(TokioIo::new(tcp), request, options).await;
+    }
+    let tls = tls.ok_or(HttpError::TlsProtocolError)?;
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let stream = timeout(connect_timeout, TlsConnector::from(tls).connect(name, tcp))
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(|e| {
+            tracing::warn!(%plugin, %uri, error = %e, "TLS handshake failed");
+            tls_error(&e)
+        })?;
+    exchange(TokioIo::new(stream), request, options).await
+}
+
+/// The request and its answer over an open connection.
+async fn exchange(
+    io: impl Read + Write + Unpin + Send + 'static,
+    mut request: http::Request<WasiBody>,
+    options: RequestOptions,
+) -> SendResult {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     // Driven beside the exchange; dropped if the plugin drops the answer.
     let connection = wasmtime_wasi::runtime::spawn(connection);
     // The request line carries the path only.
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
     *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
-    let response = timeout(
+    let response = tokio::time::timeout(
         options.first_byte_timeout.unwrap_or(FIRST_BYTE_TIMEOUT),
         sender.send_request(request),
     )
@@ -123,6 +166,19 @@ async fn send(mut request: http::Request<WasiBody>, options: RequestOptions) -> 
     let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
     let io = async move { connection.await.map_err(HttpError::from) };
     Ok((response, Box::new(io) as IoFuture))
+}
+
+/// What the guest is told of a failed TLS handshake.
+fn tls_error(e: &std::io::Error) -> HttpError {
+    let cause = e.get_ref().and_then(|c| c.downcast_ref::<rustls::Error>());
+    match cause {
+        Some(rustls::Error::InvalidCertificate(_)) => HttpError::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => HttpError::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        _ => HttpError::TlsProtocolError,
+    }
 }
 
 /// Ends an answer's body with a timeout error at a fixed instant.

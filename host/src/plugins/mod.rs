@@ -10,6 +10,7 @@ pub mod cache;
 pub mod http;
 pub mod instance;
 pub mod registry;
+pub mod tls;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};

@@ -138,6 +138,9 @@ fn describe(url: &str, code: ErrorCode) -> String {
         ErrorCode::HttpRequestDenied => {
             format!("GET {url}: refused by the host (origin not granted to this plugin)")
         }
+        ErrorCode::TlsCertificateError => format!(
+            "GET {url}: the server's TLS certificate is not trusted by the host (its CA can be added with --tls-ca-file)"
+        ),
         other => format!("GET {url}: {other:?}"),
     }
 }
