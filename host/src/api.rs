@@ -221,6 +221,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed, but at odds with an earlier request.
+    #[error("{0}")]
+    Unprocessable(String),
     /// An axum extractor refused the request (bad JSON, too large...).
     #[error("{1}")]
     Rejected(StatusCode, String),
@@ -242,6 +245,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Rejected(status, _) => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Plugin(_) => StatusCode::BAD_GATEWAY,
@@ -445,33 +449,51 @@ async fn post_data(
         )));
     }
     // A client that retries with the same Idempotency-Key is applied once.
-    let id = match headers.get("idempotency-key") {
+    let key = match headers.get("idempotency-key") {
         Some(key) => match key.to_str() {
-            Ok(key) if !key.is_empty() && key.len() <= 200 => format!("api/{key}"),
+            Ok(key) if !key.is_empty() && key.len() <= 200 => Some(format!("api/{key}")),
             _ => {
                 return Err(ApiError::BadRequest(
                     "Idempotency-Key must be 1-200 visible ASCII characters".into(),
                 ));
             }
         },
-        None => format!(
+        None => None,
+    };
+    let id = key.clone().unwrap_or_else(|| {
+        format!(
             "api/{}-{}",
             now_ms(),
             API_EVENT_SEQ.fetch_add(1, Ordering::Relaxed)
-        ),
-    };
+        )
+    });
     // Checking that the event is new and applying it are two steps: a retry
     // arriving in between would apply it a second time.
     let mut claim = s.writes_in_flight.claim(&id).ok_or_else(|| {
         ApiError::Conflict("a request with this Idempotency-Key is still being applied".into())
     })?;
+    let body = body.to_string();
+    if let Some(key) = &key {
+        let (db, key, sha256) = (
+            Arc::clone(&s.db),
+            key.clone(),
+            hex::encode(Sha256::digest(&body)),
+        );
+        if !blocking(move || db.bind_idempotency_key(&key, &sha256)).await?? {
+            return Err(ApiError::Unprocessable(
+                "this Idempotency-Key came earlier with another body: use a new key for a new request"
+                    .into(),
+            ));
+        }
+    }
     let event = Event {
         id: id.clone(),
         routing_key: ANALYTICS_DATA_KEY.to_owned(),
-        body: body.to_string(),
+        body,
         received_at_ms: now_ms() as u64,
     };
     let mut applied = Vec::new();
+    let mut failure = None;
     for plugin in plugins {
         let (db, event) = (Arc::clone(&s.db), event.clone());
         // The claim travels with the work: a client that hangs up does not
@@ -493,15 +515,35 @@ async fn post_data(
         })
         .await?;
         claim = returned;
-        let (verdict, outbox) = outcome?;
+        let (verdict, outbox) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                failure = Some(ApiError::Internal(e));
+                break;
+            }
+        };
         if !outbox.is_empty() {
             plugin.note_outbox();
         }
         match verdict {
             Verdict::Applied | Verdict::Duplicate => applied.push(plugin.name.clone()),
-            Verdict::DeadLetter(reason) => return Err(ApiError::BadRequest(reason)),
-            Verdict::Retry(reason) => return Err(ApiError::Unavailable(reason)),
+            Verdict::DeadLetter(reason) => {
+                failure = Some(ApiError::BadRequest(reason));
+                break;
+            }
+            Verdict::Retry(reason) => {
+                failure = Some(ApiError::Unavailable(reason));
+                break;
+            }
         }
+    }
+    if let Some(failure) = failure {
+        // Nothing changed: the key may come again with a corrected body.
+        if let Some(key) = key.filter(|_| applied.is_empty()) {
+            let db = Arc::clone(&s.db);
+            blocking(move || db.unbind_idempotency_key(&key)).await??;
+        }
+        return Err(failure);
     }
     Ok(Json(json!({ "eventId": id, "appliedBy": applied })))
 }

@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     version     TEXT NOT NULL,
     failed_ms   INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_requests (
+    idempotency_key TEXT PRIMARY KEY,
+    body_sha256     TEXT NOT NULL,
+    created_ms      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS api_requests_by_time ON api_requests (created_ms);
 CREATE TABLE IF NOT EXISTS queue_bindings (
     plugin TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -481,11 +487,44 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets applied event ids older than `retention`; returns how many.
+    /// Binds an API Idempotency-Key to the body it first came with. True if
+    /// the key is new or came with this body before; false if it came with
+    /// another body.
+    pub fn bind_idempotency_key(&self, key: &str, body_sha256: &str) -> Result<bool> {
+        let conn = self.writer.lock().expect("store writer poisoned");
+        conn.execute(
+            "INSERT OR IGNORE INTO api_requests (idempotency_key, body_sha256, created_ms)
+             VALUES (?1, ?2, ?3)",
+            params![key, body_sha256, now_ms()],
+        )?;
+        let bound: String = conn.query_row(
+            "SELECT body_sha256 FROM api_requests WHERE idempotency_key = ?1",
+            params![key],
+            |r| r.get(0),
+        )?;
+        Ok(bound == body_sha256)
+    }
+
+    /// Frees an Idempotency-Key whose request changed nothing.
+    pub fn unbind_idempotency_key(&self, key: &str) -> Result<()> {
+        let conn = self.writer.lock().expect("store writer poisoned");
+        conn.execute(
+            "DELETE FROM api_requests WHERE idempotency_key = ?1",
+            params![key],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets applied event ids, and the bodies of Idempotency-Keys, older
+    /// than `retention`; returns how many event ids.
     pub fn prune_applied(&self, retention: Duration) -> Result<usize> {
         let cutoff =
             now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let conn = self.writer.lock().expect("store writer poisoned");
+        conn.execute(
+            "DELETE FROM api_requests WHERE created_ms < ?1",
+            params![cutoff],
+        )?;
         Ok(conn.execute(
             "DELETE FROM applied_events WHERE applied_ms < ?1",
             params![cutoff],
@@ -651,5 +690,19 @@ mod tests {
             Some(vec![7]),
             "state is kept"
         );
+    }
+
+    #[test]
+    fn an_idempotency_key_keeps_its_first_body_until_freed_or_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.bind_idempotency_key("api/k", "aaa").unwrap());
+        assert!(store.bind_idempotency_key("api/k", "aaa").unwrap());
+        assert!(!store.bind_idempotency_key("api/k", "bbb").unwrap());
+        store.unbind_idempotency_key("api/k").unwrap();
+        assert!(store.bind_idempotency_key("api/k", "bbb").unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+        store.prune_applied(Duration::from_millis(1)).unwrap();
+        assert!(store.bind_idempotency_key("api/k", "ccc").unwrap(), "expired");
     }
 }

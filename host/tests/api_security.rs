@@ -281,6 +281,31 @@ async fn an_empty_token_leaves_the_api_open() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_bound_to_the_body_it_first_applied() {
+    let host = TestHost::start(&["merge"]).await;
+    host.wait_healthy().await;
+    let headers = [JSON_TYPE, ("idempotency-key", b"signup-9")];
+    let post = async |body: String| call(&host, "POST", "/analytics/data", &headers, body).await;
+    // Rejected: nothing changed, so the key stays free for a corrected body.
+    let rejected = post(json!({"customer": {"name": "ann"}}).to_string()).await;
+    assert_eq!(rejected.status, 400, "{}", rejected.body);
+    let first = post(customer_body("c1")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    // The same JSON, spaced differently, is the same request.
+    let spaced: Value = serde_json::from_str(&customer_body("c1")).unwrap();
+    let again = post(serde_json::to_string_pretty(&spaced).unwrap()).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["eventId"], first.body["eventId"]);
+    // Another body under the same key is refused, not silently dropped.
+    let other = post(customer_body("c2")).await;
+    assert_eq!(other.status, 422, "{}", other.body);
+    assert!(other.error().contains("Idempotency-Key"), "{}", other.body);
+    assert_eq!(host.get("/analytics/collections/customers/c2").await.0, 404);
+    assert_eq!(host.applied_in_store("merge"), 1);
+    host.cleanup(&["merge"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_racing_with_one_idempotency_key_apply_once() {
     let host = TestHost::start(&["counter"]).await;
     host.wait_healthy().await;
