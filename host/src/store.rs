@@ -703,6 +703,9 @@ mod tests {
         assert!(store.bind_idempotency_key("api/k", "bbb").unwrap());
         std::thread::sleep(Duration::from_millis(5));
         store.prune_applied(Duration::from_millis(1)).unwrap();
-        assert!(store.bind_idempotency_key("api/k", "ccc").unwrap(), "expired");
+        assert!(
+            store.bind_idempotency_key("api/k", "ccc").unwrap(),
+            "expired"
+        );
     }
 }

@@ -21,11 +21,12 @@ pub const DEMO_PORTS: Ports = Ports {
     inventory: 8002,
 };
 
-/// One demo upstream: its `switchyard-demo` subcommand, sample data, and the
-/// producer plugin that polls it.
+/// One demo upstream: its `switchyard-demo` subcommand, sample data, port,
+/// and the producer plugin that polls it.
 struct Upstream {
     service: &'static str,
     data: &'static str,
+    port: fn(&Ports) -> u16,
     producer: &'static str,
 }
 
@@ -33,23 +34,16 @@ const UPSTREAMS: [Upstream; 2] = [
     Upstream {
         service: "crm",
         data: "demo/data/customers.json",
+        port: |p| p.crm,
         producer: "crm-producer",
     },
     Upstream {
         service: "inventory",
         data: "demo/data/products.json",
+        port: |p| p.inventory,
         producer: "inventory-producer",
     },
 ];
-
-impl Ports {
-    fn of(&self, upstream: &Upstream) -> u16 {
-        match upstream.service {
-            "crm" => self.crm,
-            _ => self.inventory,
-        }
-    }
-}
 
 /// The running upstreams and host; dropping it stops them all.
 #[derive(Debug)]
@@ -82,7 +76,11 @@ impl Stack {
         for upstream in &UPSTREAMS {
             let mut command = Command::new(bin_dir.join("switchyard-demo"));
             command
-                .args([upstream.service, "--port", &ports.of(upstream).to_string()])
+                .args([
+                    upstream.service,
+                    "--port",
+                    &(upstream.port)(&ports).to_string(),
+                ])
                 .args(["--data", upstream.data])
                 .current_dir(root)
                 .stdin(Stdio::null());
@@ -92,7 +90,7 @@ impl Stack {
                 .with_context(|| format!("starting the demo {}", upstream.service))?;
             upstreams.push(child);
         }
-        let origin = |upstream: &Upstream| format!("http://127.0.0.1:{}", ports.of(upstream));
+        let origin = |upstream: &Upstream| format!("http://127.0.0.1:{}", (upstream.port)(&ports));
         let grants: Vec<String> = UPSTREAMS
             .iter()
             .map(|u| format!("{}={}", u.producer, origin(u)))

@@ -84,10 +84,7 @@ impl WasiHttpHooks for GrantedHttp {
             let sent = send(&plugin, request, options, tls);
             let (response, io) = tokio::time::timeout_at(deadline, sent)
                 .await
-                .map_err(|_| HttpError::ConnectionReadTimeout)?
-                .inspect_err(|e| {
-                    tracing::warn!(%plugin, error = %e, "outgoing HTTP request failed");
-                })?;
+                .map_err(|_| HttpError::ConnectionReadTimeout)??;
             let response = response.map(|body| DeadlineBody::new(body, deadline).boxed_unsync());
             Ok((response, io))
         })
