@@ -11,8 +11,8 @@
 //! A customer is `{"id", "name", "email", "updatedAt"}`; a bad body gets a
 //! 4xx `{"error"}` (see [`crate::error`]).
 
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::error::ApiError;
-use crate::table::{Record, Table, check_id};
+use crate::table::{Record, Table};
 
 /// One CRM customer, as `GET /customers` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,9 @@ impl Record for Customer {
 
     fn id(&self) -> &str {
         &self.id
+    }
+    fn set_id(&mut self, id: String) {
+        self.id = id;
     }
     fn updated_at(&self) -> &str {
         &self.updated_at
@@ -80,25 +83,11 @@ pub fn sample_customers() -> Table<Customer> {
 /// The CRM's routes over `customers`.
 pub fn crm_router(customers: Table<Customer>) -> Router {
     Router::new()
-        .route("/customers", get(list).post(store))
-        .route("/customers/{id}", get(one))
+        .route("/customers", get(crate::list::<Customer>).post(store))
+        .route("/customers/{id}", get(crate::one::<Customer>))
         .route("/health", get(crate::health))
         .fallback(crate::no_route)
         .with_state(customers)
-}
-
-async fn list(State(customers): State<Table<Customer>>) -> Json<Vec<Customer>> {
-    Json(customers.list())
-}
-
-async fn one(
-    State(customers): State<Table<Customer>>,
-    Path(id): Path<String>,
-) -> Result<Json<Customer>, ApiError> {
-    customers
-        .get(&id)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no customer {id:?}")))
 }
 
 async fn store(
@@ -107,19 +96,14 @@ async fn store(
 ) -> Result<(StatusCode, Json<Customer>), ApiError> {
     let Json(body) = body?;
     let customer = Customer {
-        id: body.id.clone().unwrap_or_default(),
+        id: String::new(),
         name: body.name,
         email: body.email,
         updated_at: String::new(),
     };
-    customer.validate().map_err(ApiError::invalid)?;
-    let (stored, added) = match body.id {
-        Some(id) => {
-            check_id(&id).map_err(ApiError::invalid)?;
-            customers.upsert(customer)
-        }
-        None => (customers.add(|id| Customer { id, ..customer }), true),
-    };
+    let (stored, added) = customers
+        .put(body.id, customer)
+        .map_err(ApiError::invalid)?;
     info!(id = %stored.id, added, "customer stored");
     Ok((StatusCode::CREATED, Json(stored)))
 }

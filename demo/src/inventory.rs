@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::error::ApiError;
-use crate::table::{Record, Table, check_id};
+use crate::table::{Record, Table};
 
 /// One product, as `GET /products` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +42,9 @@ impl Record for Product {
 
     fn id(&self) -> &str {
         &self.id
+    }
+    fn set_id(&mut self, id: String) {
+        self.id = id;
     }
     fn updated_at(&self) -> &str {
         &self.updated_at
@@ -88,26 +91,12 @@ pub fn sample_products() -> Table<Product> {
 /// The inventory's routes over `products`.
 pub fn inventory_router(products: Table<Product>) -> Router {
     Router::new()
-        .route("/products", get(list).post(store))
-        .route("/products/{id}", get(one))
+        .route("/products", get(crate::list::<Product>).post(store))
+        .route("/products/{id}", get(crate::one::<Product>))
         .route("/products/{id}/stock", put(set_stock))
         .route("/health", get(crate::health))
         .fallback(crate::no_route)
         .with_state(products)
-}
-
-async fn list(State(products): State<Table<Product>>) -> Json<Vec<Product>> {
-    Json(products.list())
-}
-
-async fn one(
-    State(products): State<Table<Product>>,
-    Path(id): Path<String>,
-) -> Result<Json<Product>, ApiError> {
-    products
-        .get(&id)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no product {id:?}")))
 }
 
 async fn set_stock(
@@ -130,19 +119,12 @@ async fn store(
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
     let Json(body) = body?;
     let product = Product {
-        id: body.id.clone().unwrap_or_default(),
+        id: String::new(),
         name: body.name,
         stock: stock(body.stock)?,
         updated_at: String::new(),
     };
-    product.validate().map_err(ApiError::invalid)?;
-    let (stored, added) = match body.id {
-        Some(id) => {
-            check_id(&id).map_err(ApiError::invalid)?;
-            products.upsert(product)
-        }
-        None => (products.add(|id| Product { id, ..product }), true),
-    };
+    let (stored, added) = products.put(body.id, product).map_err(ApiError::invalid)?;
     info!(id = %stored.id, stock = stored.stock, added, "product stored");
     Ok((StatusCode::CREATED, Json(stored)))
 }

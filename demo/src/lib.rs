@@ -26,9 +26,12 @@ pub mod error;
 pub mod inventory;
 pub mod table;
 
+use axum::extract::{Path, State};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+use table::Record;
 
 pub use crm::{Customer, crm_router, sample_customers};
 pub use error::ApiError;
@@ -50,6 +53,22 @@ pub async fn serve(
 /// `GET /health` of both upstreams: they are up when they answer.
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// `GET /customers`, `GET /products`: every record, in the order added.
+async fn list<R: Record>(State(table): State<Table<R>>) -> Json<Vec<R>> {
+    Json(table.list())
+}
+
+/// `GET /customers/{id}`, `GET /products/{id}`.
+async fn one<R: Record>(
+    State(table): State<Table<R>>,
+    Path(id): Path<String>,
+) -> Result<Json<R>, ApiError> {
+    table
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no {} {id:?}", R::KIND)))
 }
 
 /// Any other path.

@@ -24,6 +24,7 @@ pub trait Record: Clone + Serialize + DeserializeOwned + Send + 'static {
     const ID_PREFIX: &'static str;
 
     fn id(&self) -> &str;
+    fn set_id(&mut self, id: String);
     /// `updatedAt`; empty in a data file that leaves it out.
     fn updated_at(&self) -> &str;
     fn set_updated_at(&mut self, instant: String);
@@ -136,6 +137,28 @@ impl<R: Record> Table<R> {
         record.set_updated_at(inner.stamp());
         inner.records.push(record.clone());
         record
+    }
+
+    /// Stores a record sent in a request, after checking its fields: under
+    /// `id` when the request names one (checked; added, or in place of the
+    /// record with that id), else under a fresh id. Returns it, and whether
+    /// it is new.
+    pub fn put(&self, id: Option<String>, mut record: R) -> Result<(R, bool), String> {
+        record.validate()?;
+        match id {
+            Some(id) => {
+                check_id(&id)?;
+                record.set_id(id);
+                Ok(self.upsert(record))
+            }
+            None => {
+                let fresh = |id| {
+                    record.set_id(id);
+                    record
+                };
+                Ok((self.add(fresh), true))
+            }
+        }
     }
 
     /// Applies `change` to the record with `id` and stamps it; `None` when
