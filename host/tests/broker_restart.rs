@@ -14,10 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::broker_lock::{BrokerLock, BrokerStopped};
-use common::process::ChildHost;
-use common::workload::{
-    CustomerWorkload, PLUGINS, Pace, Publishing, assert_no_dead_letters, test_seed,
-};
+use common::workload::{FaultRun, PLUGINS, Pace, settle};
 
 const EVENTS: usize = 20_000;
 const CUSTOMERS: usize = 1_000;
@@ -35,11 +32,12 @@ async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice() {
     let lock = BrokerLock::exclusive().await;
     println!("broker lock taken after {:.1?}", lock.waited);
     let started = Instant::now();
-    let mut rng = fastrand::Rng::with_seed(test_seed());
-    let workload = CustomerWorkload::new(&mut rng, EVENTS, CUSTOMERS, DUPLICATES);
-    let mut host = ChildHost::start(PLUGINS).await;
-    host.wait_healthy().await;
-    let publishing = Publishing::start(&host.config, workload.messages.clone(), PACE);
+    let FaultRun {
+        mut rng,
+        workload,
+        mut host,
+        publishing,
+    } = FaultRun::start(EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
 
     let point = rng.u64(EVENTS as u64 / 10..EVENTS as u64 / 4);
     workload.wait_counted(&host, point).await;
@@ -96,19 +94,13 @@ async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice() {
         host.log_count("broker unavailable")
     );
 
-    let published = publishing.finish().await;
+    let (published, _) = settle(&workload, &mut host, publishing, Duration::from_secs(10)).await;
     if confirmed_at_stop < workload.messages.len() {
         assert!(
             published.reconnects >= 1,
             "the publisher was mid-stream, so it had to reconnect: {published:?}"
         );
     }
-    workload.wait_applied(&host, Duration::from_secs(60)).await;
-    workload.assert_api_state(&host).await;
-    let (status, _) = host.terminate(Duration::from_secs(10)).await;
-    assert!(status.success(), "host exited with {status}");
-    workload.assert_store(&host.open_store());
-    assert_no_dead_letters(&host.config).await;
 
     println!(
         "broker restart: 1 broker restart ({outage:.1?} down); {} messages published ({} distinct events, {} duplicates, {} re-sent after {} publisher reconnects) in {:.1?}; test took {:.1?}",

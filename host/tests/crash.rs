@@ -9,10 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::broker_lock::BrokerLock;
-use common::process::ChildHost;
-use common::workload::{
-    CustomerWorkload, PLUGINS, Pace, Publishing, assert_no_dead_letters, test_seed,
-};
+use common::workload::{FaultRun, PLUGINS, Pace, settle};
 
 const EVENTS: usize = 30_000;
 const CUSTOMERS: usize = 1_000;
@@ -28,11 +25,12 @@ const PACE: Pace = Pace {
 async fn sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice() {
     let _broker_up = BrokerLock::shared().await;
     let started = Instant::now();
-    let mut rng = fastrand::Rng::with_seed(test_seed());
-    let workload = CustomerWorkload::new(&mut rng, EVENTS, CUSTOMERS, DUPLICATES);
-    let mut host = ChildHost::start(PLUGINS).await;
-    host.wait_healthy().await;
-    let publishing = Publishing::start(&host.config, workload.messages.clone(), PACE);
+    let FaultRun {
+        mut rng,
+        workload,
+        mut host,
+        publishing,
+    } = FaultRun::start(EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
 
     let mut kills = 0;
     for point in workload.random_points(&mut rng, KILLS) {
@@ -57,13 +55,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice() {
     }
     host.wait_healthy().await;
 
-    let published = publishing.finish().await;
-    workload.wait_applied(&host, Duration::from_secs(60)).await;
-    workload.assert_api_state(&host).await;
-    let (status, _) = host.terminate(Duration::from_secs(10)).await;
-    assert!(status.success(), "host exited with {status}");
-    workload.assert_store(&host.open_store());
-    assert_no_dead_letters(&host.config).await;
+    let (published, _) = settle(&workload, &mut host, publishing, Duration::from_secs(10)).await;
 
     println!(
         "crash: {kills} SIGKILLs, {} restarts; {} messages published ({} distinct events, {} duplicates, {} re-sent by the publisher) in {:.1?}; test took {:.1?}",

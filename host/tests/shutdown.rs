@@ -8,10 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::broker_lock::BrokerLock;
-use common::process::ChildHost;
-use common::workload::{
-    CustomerWorkload, PLUGINS, Pace, Publishing, assert_no_dead_letters, test_seed,
-};
+use common::workload::{FaultRun, PLUGINS, Pace, settle};
 
 const EVENTS: usize = 20_000;
 const CUSTOMERS: usize = 1_000;
@@ -30,11 +27,12 @@ const PACE: Pace = Pace {
 async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
     let _broker_up = BrokerLock::shared().await;
     let started = Instant::now();
-    let mut rng = fastrand::Rng::with_seed(test_seed());
-    let workload = CustomerWorkload::new(&mut rng, EVENTS, CUSTOMERS, DUPLICATES);
-    let mut host = ChildHost::start(PLUGINS).await;
-    host.wait_healthy().await;
-    let publishing = Publishing::start(&host.config, workload.messages.clone(), PACE);
+    let FaultRun {
+        mut rng,
+        workload,
+        mut host,
+        publishing,
+    } = FaultRun::start(EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
 
     let mut exits = Vec::new();
     for point in workload.random_points(&mut rng, SIGTERMS) {
@@ -58,14 +56,8 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
         host.wait_healthy().await;
     }
 
-    let published = publishing.finish().await;
-    workload.wait_applied(&host, Duration::from_secs(60)).await;
-    workload.assert_api_state(&host).await;
-    let (status, took) = host.terminate(EXIT_LIMIT).await;
-    assert!(status.success(), "the last SIGTERM: {status}");
+    let (published, took) = settle(&workload, &mut host, publishing, EXIT_LIMIT).await;
     exits.push(took);
-    workload.assert_store(&host.open_store());
-    assert_no_dead_letters(&host.config).await;
     assert_eq!(
         host.log_count("shutting down"),
         exits.len(),

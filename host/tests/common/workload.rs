@@ -258,6 +258,57 @@ fn timestamp(i: usize) -> String {
     )
 }
 
+/// A fault test under way: its seeded random choices, the stream, a host
+/// started with [`PLUGINS`], and the publisher sending the stream to it.
+pub struct FaultRun {
+    pub rng: fastrand::Rng,
+    pub workload: CustomerWorkload,
+    pub host: ChildHost,
+    pub publishing: Publishing,
+}
+
+impl FaultRun {
+    /// A [`CustomerWorkload`] of `events` events over `customers` customers
+    /// with `duplicates` repeats, published at `pace` to a healthy host.
+    pub async fn start(events: usize, customers: usize, duplicates: usize, pace: Pace) -> Self {
+        let mut rng = fastrand::Rng::with_seed(test_seed());
+        let workload = CustomerWorkload::new(&mut rng, events, customers, duplicates);
+        let host = ChildHost::start(PLUGINS).await;
+        host.wait_healthy().await;
+        let publishing = Publishing::start(&host.config, workload.messages.clone(), pace);
+        Self {
+            rng,
+            workload,
+            host,
+            publishing,
+        }
+    }
+}
+
+/// The end of a fault test: publishes the rest of the stream, waits until
+/// `host` has applied all of it, checks the API's state, stops the host
+/// with a SIGTERM that must succeed within `exit_limit`, then checks the
+/// store and that nothing was dead-lettered. Returns the publisher's report
+/// and how long that exit took.
+pub async fn settle(
+    workload: &CustomerWorkload,
+    host: &mut ChildHost,
+    publishing: Publishing,
+    exit_limit: Duration,
+) -> (PublishReport, Duration) {
+    let published = publishing.finish().await;
+    workload.wait_applied(host, Duration::from_secs(60)).await;
+    workload.assert_api_state(host).await;
+    let (status, took) = host.terminate(exit_limit).await;
+    assert!(
+        status.success(),
+        "the final SIGTERM made the host exit with {status}"
+    );
+    workload.assert_store(&host.open_store());
+    assert_no_dead_letters(&host.config).await;
+    (published, took)
+}
+
 /// Asserts that a host's dead-letter queues are empty: nothing was rejected.
 pub async fn assert_no_dead_letters(config: &Config) {
     let connection = Connection::connect(config.amqp_url(), ConnectionProperties::default())
