@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::broker::BrokerStatus;
 use crate::config::{ApiToken, Config};
-use crate::pipeline::{Incoming, Verdict, apply_events};
+use crate::pipeline::{Incoming, Verdict, process_batch};
 use crate::plugins::bindings::Event;
 use crate::plugins::{PluginRegistry, PluginSlot};
 use crate::store::{Store, now_ms};
@@ -498,30 +498,16 @@ async fn post_data(
         let (db, event) = (Arc::clone(&s.db), event.clone());
         // The claim travels with the work: a client that hangs up does not
         // free the key while its write still runs.
-        let (returned, plugin, outcome) = blocking(move || {
-            let outcome = db
-                .applied_by(&plugin.name, &event.id)
-                .map(|done| match done {
-                    Some(_) => (Verdict::Duplicate, Vec::new()),
-                    None => {
-                        let incoming = Incoming { event, hops: 0 };
-                        let version = plugin.current();
-                        let (mut verdicts, outbox) =
-                            apply_events(&plugin, &version, &db, std::slice::from_ref(&incoming));
-                        (verdicts.remove(0), outbox)
-                    }
-                });
-            (claim, plugin, outcome)
+        let (returned, plugin, (verdict, outbox)) = blocking(move || {
+            // The same core as a batch from the broker: skipped if this
+            // plugin applied the id before, a store failure is a retry.
+            let version = plugin.current();
+            let one = vec![Ok(Incoming { event, hops: 0 })];
+            let (mut verdicts, outbox) = process_batch(&plugin, &version, &db, one);
+            (claim, plugin, (verdicts.remove(0), outbox))
         })
         .await?;
         claim = returned;
-        let (verdict, outbox) = match outcome {
-            Ok(done) => done,
-            Err(e) => {
-                failure = Some(ApiError::Internal(e));
-                break;
-            }
-        };
         if !outbox.is_empty() {
             plugin.note_outbox();
         }

@@ -3,7 +3,8 @@
 //! transaction, its `publish` actions and dead letters are sent with
 //! confirms, and only then is the batch acknowledged.
 //!
-//! [`apply_events`] is the blocking core shared with the HTTP API;
+//! [`process_batch`] is the blocking core shared with the embedded bus and
+//! the HTTP API;
 //! [`Pipeline`] owns the broker side: connections, one consumer per loaded
 //! plugin, started, stopped and re-bound as plugins come, change and go,
 //! and reconnects.
@@ -158,7 +159,7 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
 /// `slot`, one by one, and commits what the successful ones did, with their
 /// ids, in one transaction. Blocking. Returns one verdict per event, and
 /// the outbox entries to publish.
-pub fn apply_events(
+fn apply_events(
     slot: &PluginSlot,
     version: &LoadedPlugin,
     db: &Store,
