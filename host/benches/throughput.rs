@@ -21,7 +21,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -486,8 +485,7 @@ async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -
             first = Some((at, count));
         }
         if count >= n {
-            let db = Arc::clone(&running.db);
-            let stored = tokio::task::spawn_blocking(move || db.applied_count(PLUGIN)).await??;
+            let stored = running.db.call(move |db| db.applied_count(PLUGIN)).await?;
             ensure!(
                 stored == n,
                 "the store holds {stored} applied events, expected {n}"
@@ -538,7 +536,7 @@ fn merge_cost(events: &[Message], wasm: &Path) -> Result<MergeCost> {
     // Native and WebAssembly rounds alternate so that both see the same
     // machine noise.
     let data = tempfile::tempdir()?;
-    let db = Arc::new(Store::open(data.path())?);
+    let db = Store::sqlite(data.path())?;
     let engine = PluginEngine::new(
         db,
         Duration::from_secs(10),

@@ -33,7 +33,7 @@ use crate::config::{ApiToken, Config};
 use crate::pipeline::{Incoming, Verdict, process_batch};
 use crate::plugins::bindings::Event;
 use crate::plugins::{PluginRegistry, PluginSlot};
-use crate::store::{Store, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 use crate::topic;
 
 /// The routing key of events made from `POST /analytics/data` bodies.
@@ -48,7 +48,7 @@ const MAX_PAGE: u32 = 1000;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub db: Arc<Store>,
+    pub db: Store,
     pub registry: Arc<PluginRegistry>,
     pub broker: Arc<BrokerStatus>,
     /// Idempotency keys of the API writes in progress.
@@ -269,6 +269,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A store outage is a 503 (its details go to the log, not to the client);
+/// anything else an internal error.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_outage() {
+            tracing::warn!(error = %e, "request failed: the store is unavailable");
+            ApiError::Unavailable("the store is unavailable; try again later".into())
+        } else {
+            ApiError::Internal(e.into())
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         ApiError::Rejected(r.status(), r.body_text())
@@ -287,7 +300,8 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// Runs blocking work (store, plugins) off the reactor.
+/// Runs blocking plugin work off the reactor (the store's own calls go
+/// through [`Store::call`]).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -474,12 +488,12 @@ async fn post_data(
     })?;
     let body = body.to_string();
     if let Some(key) = &key {
-        let (db, key, sha256) = (
-            Arc::clone(&s.db),
-            key.clone(),
-            hex::encode(Sha256::digest(&body)),
-        );
-        if !blocking(move || db.bind_idempotency_key(&key, &sha256)).await?? {
+        let (key, sha256) = (key.clone(), hex::encode(Sha256::digest(&body)));
+        if !s
+            .db
+            .call(move |db| db.bind_idempotency_key(&key, &sha256))
+            .await?
+        {
             return Err(ApiError::Unprocessable(
                 "this Idempotency-Key came earlier with another body: use a new key for a new request"
                     .into(),
@@ -495,7 +509,7 @@ async fn post_data(
     let mut applied = Vec::new();
     let mut failure = None;
     for plugin in plugins {
-        let (db, event) = (Arc::clone(&s.db), event.clone());
+        let (db, event) = (s.db.clone(), event.clone());
         // The claim travels with the work: a client that hangs up does not
         // free the key while its write still runs.
         let (returned, plugin, (verdict, outbox)) = blocking(move || {
@@ -517,7 +531,7 @@ async fn post_data(
                 failure = Some(ApiError::BadRequest(reason));
                 break;
             }
-            Verdict::Retry(reason) => {
+            Verdict::Retry(reason) | Verdict::StoreUnavailable(reason) => {
                 failure = Some(ApiError::Unavailable(reason));
                 break;
             }
@@ -526,8 +540,7 @@ async fn post_data(
     if let Some(failure) = failure {
         // Nothing changed: the key may come again with a corrected body.
         if let Some(key) = key.filter(|_| applied.is_empty()) {
-            let db = Arc::clone(&s.db);
-            blocking(move || db.unbind_idempotency_key(&key)).await??;
+            s.db.call(move |db| db.unbind_idempotency_key(&key)).await?;
         }
         return Err(failure);
     }
@@ -542,7 +555,9 @@ async fn collection(
     let Path(name) = name?;
     let params = params?.0;
     let limit = params.limit()?;
-    let page = blocking(move || s.db.scan(&name, params.after.as_deref(), limit)).await??;
+    let page =
+        s.db.call(move |db| db.scan(&name, params.after.as_deref(), limit))
+            .await?;
     let items = page
         .entries
         .into_iter()
@@ -563,7 +578,7 @@ async fn document(
 ) -> Result<Json<Box<RawValue>>, ApiError> {
     let Path((name, key)) = path?;
     let (n, k) = (name.clone(), key.clone());
-    let doc = blocking(move || s.db.document(&n, &k)).await??;
+    let doc = s.db.call(move |db| db.document(&n, &k)).await?;
     let doc = doc
         .ok_or_else(|| ApiError::NotFound(format!("no document {key:?} in collection {name:?}")))?;
     Ok(Json(stored_json(doc)))
@@ -616,9 +631,8 @@ async fn plugin_versions(
     Path(plugin): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let current = s.registry.get(&plugin).map(|p| p.current().sha256.clone());
-    let db = Arc::clone(&s.db);
     let name = plugin.clone();
-    let counts = blocking(move || db.applied_by_version(&name)).await??;
+    let counts = s.db.call(move |db| db.applied_by_version(&name)).await?;
     if current.is_none() && counts.is_empty() {
         return Err(ApiError::NotFound(format!("no plugin named {plugin:?}")));
     }
@@ -652,8 +666,7 @@ async fn list_dead_letters(
 ) -> Result<Json<Value>, ApiError> {
     let limit = params?.0.limit()?;
     if s.bus.is_some() {
-        let db = Arc::clone(&s.db);
-        let (letters, total) = blocking(move || db.dead_letters(&plugin, limit)).await??;
+        let (letters, total) = s.db.call(move |db| db.dead_letters(&plugin, limit)).await?;
         let items: Vec<crate::dead_letters::DeadLetter> =
             letters.into_iter().map(Into::into).collect();
         return Ok(Json(json!({ "total": total, "items": items })));

@@ -56,7 +56,7 @@ pub struct Delivered {
 /// The in-process bus.
 pub struct EmbeddedBus {
     pub config: Arc<Config>,
-    pub db: Arc<Store>,
+    pub db: Store,
     pub registry: Arc<PluginRegistry>,
 }
 
@@ -96,13 +96,16 @@ impl EmbeddedBus {
                     .map(|m| admit(&m.routing_key, &m.body, m.hops, self.config.max_hops, now))
                     .collect();
                 let (verdicts, outbox) = process_batch(&slot, &version, &self.db, admitted);
+                let db = self.db.blocking();
                 let mut dead = Vec::new();
                 for (message, verdict) in mine.into_iter().zip(verdicts) {
                     match verdict {
                         Verdict::Applied => delivered.applied += 1,
                         Verdict::Duplicate => {}
                         Verdict::DeadLetter(reason) => dead.push((message, reason)),
-                        Verdict::Retry(reason) => retry = Some(reason),
+                        Verdict::Retry(reason) | Verdict::StoreUnavailable(reason) => {
+                            retry = Some(reason)
+                        }
                     }
                 }
                 if !dead.is_empty() {
@@ -122,14 +125,14 @@ impl EmbeddedBus {
                             }
                         })
                         .collect();
-                    self.db.add_dead_letters(&letters)?;
+                    db.add_dead_letters(&letters)?;
                 }
                 let seqs: Vec<i64> = outbox.iter().map(|e| e.seq).collect();
                 next.extend(outbox.into_iter().map(Message::from));
                 // Routed in the next round: a crash before it leaves them in
                 // the outbox, routed again at the next start.
                 if !seqs.is_empty() {
-                    self.db.outbox_done(&seqs)?;
+                    db.outbox_done(&seqs)?;
                 }
             }
             round = next;
@@ -143,15 +146,16 @@ impl EmbeddedBus {
     /// Routes the events plugins published that are still in the outbox
     /// (left by a crash, or written by an API request). Blocking.
     pub fn flush_outboxes(&self) -> Result<()> {
+        let db = self.db.blocking();
         for slot in self.registry.all() {
-            let pending = self.db.pending_outbox(&slot.name)?;
+            let pending = db.pending_outbox(&slot.name)?;
             if pending.is_empty() {
                 continue;
             }
             let seqs: Vec<i64> = pending.iter().map(|e| e.seq).collect();
             let messages = pending.into_iter().map(Message::from).collect();
             self.deliver(messages, None)?;
-            self.db.outbox_done(&seqs)?;
+            db.outbox_done(&seqs)?;
         }
         Ok(())
     }
@@ -159,10 +163,11 @@ impl EmbeddedBus {
     /// Hands a plugin's stored dead letters to its current version again;
     /// returns how many. Blocking.
     pub fn replay(&self, plugin: &str) -> Result<u64> {
-        let (letters, _) = self.db.dead_letters(plugin, u32::MAX)?;
+        let db = self.db.blocking();
+        let (letters, _) = db.dead_letters(plugin, u32::MAX)?;
         let seqs: Vec<i64> = letters.iter().map(|l| l.seq).collect();
         // Removed first: those that fail again are stored again.
-        self.db.remove_dead_letters(&seqs)?;
+        db.remove_dead_letters(&seqs)?;
         let messages = letters
             .into_iter()
             .map(|l| Message {

@@ -10,7 +10,8 @@
 //! - [`pipeline`], batch -> plugin -> one store commit -> publish -> ack;
 //! - [`embedded`], the in-process bus used when there is no broker;
 //! - [`producers`], polling producer plugins and publishing what they find;
-//! - [`store`], the embedded SQLite store (documents, state, applied ids);
+//! - [`store`], documents, plugin state, applied ids, outbox, dead letters
+//!   and queue bindings, behind one interface (SQLite, embedded);
 //! - [`api`], the axum routes;
 //! - [`topic`], AMQP topic matching for events that bypass the broker;
 //! - [`telemetry`], logging setup.
@@ -50,7 +51,7 @@ pub struct Running {
     /// Where the HTTP API listens (useful with port 0).
     pub http_addr: SocketAddr,
     pub registry: Arc<PluginRegistry>,
-    pub db: Arc<Store>,
+    pub db: Store,
     tasks: TaskTracker,
 }
 
@@ -68,14 +69,13 @@ impl Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running> {
     config.check()?;
     let config = Arc::new(config);
-    let data = config.data.clone();
-    let db = Arc::new(
-        tokio::task::spawn_blocking(move || Store::open(&data))
-            .await
-            .context("store worker panicked")??,
-    );
+    let location = store::Location::Sqlite(config.data.clone());
+    let db = Store::open(&location)
+        .await
+        .with_context(|| format!("opening the store ({location})"))?;
+    tracing::info!(store = %location, "store open");
     let engine = PluginEngine::new(
-        Arc::clone(&db),
+        db.clone(),
         config.plugin_timeout(),
         config.plugin_memory_mib * 1024 * 1024,
         Some(&config.compile_cache()),
@@ -124,7 +124,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             broker.embedded();
             Some(Arc::new(embedded::EmbeddedBus {
                 config: Arc::clone(&config),
-                db: Arc::clone(&db),
+                db: db.clone(),
                 registry: Arc::clone(&registry),
             }))
         }
@@ -141,7 +141,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
     let router = api::router(api::AppState {
         config: Arc::clone(&config),
-        db: Arc::clone(&db),
+        db: db.clone(),
         registry: Arc::clone(&registry),
         broker: Arc::clone(&broker),
         writes_in_flight: Default::default(),
@@ -163,7 +163,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         None => {
             let pipeline = pipeline::Pipeline {
                 config: Arc::clone(&config),
-                db: Arc::clone(&db),
+                db: db.clone(),
                 registry: Arc::clone(&registry),
                 status: Arc::clone(&broker),
             };
@@ -172,14 +172,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
     let scheduler = producers::Scheduler {
         config: Arc::clone(&config),
-        db: Arc::clone(&db),
+        db: db.clone(),
         registry: Arc::clone(&registry),
         status: broker,
         bus,
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
     let (prune_db, retention, prune_stop) =
-        (Arc::clone(&db), config.dedupe_retention(), shutdown.clone());
+        (db.clone(), config.dedupe_retention(), shutdown.clone());
     tasks.spawn(async move {
         let mut every = tokio::time::interval(PRUNE_EVERY);
         loop {
@@ -187,16 +187,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                 _ = prune_stop.cancelled() => break,
                 _ = every.tick() => {}
             }
-            let db = Arc::clone(&prune_db);
-            match tokio::task::spawn_blocking(move || db.prune_applied(retention)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
+            match prune_db.call(move |db| db.prune_applied(retention)).await {
+                Ok(0) => {}
+                Ok(n) => {
                     tracing::info!(forgotten = n, "pruned applied event ids past retention")
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %format!("{e:#}"), "pruning applied event ids failed")
+                Err(e) => {
+                    tracing::warn!(error = %e, outage = e.is_outage(), "pruning applied event ids failed")
                 }
-                Err(e) => tracing::warn!(error = %e, "pruning worker panicked"),
             }
         }
     });

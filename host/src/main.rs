@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -200,7 +199,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 
 fn check_plugin(file: &std::path::Path) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
-    let db = Arc::new(Store::open(&scratch)?);
+    let db = Store::sqlite(&scratch)?;
     let config = Config::defaults();
     let engine = PluginEngine::new(
         db,

@@ -29,8 +29,10 @@ use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
 use crate::config::{Config, redact_url};
 use crate::headers;
 use crate::plugins::bindings::{Action, Event};
-use crate::plugins::{LoadedPlugin, PluginRegistry, PluginSlot};
-use crate::store::{BatchCommit, DocumentWrite, OutboxEntry, PublishWrite, Store, now_ms};
+use crate::plugins::{CallError, LoadedPlugin, PluginRegistry, PluginSlot};
+use crate::store::{
+    BatchCommit, DocumentWrite, OutboxEntry, PublishWrite, Store, StoreError, now_ms,
+};
 
 /// How long one connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +49,25 @@ pub enum Verdict {
     /// Transient failure: try again after a backoff (dead-lettered once the
     /// attempts run out).
     Retry(String),
+    /// The store could not be read or could not commit: an outage
+    /// ([`StoreError::is_outage`]), not the event's fault. For now handled
+    /// exactly as [`Verdict::Retry`]; kept apart so that the pipeline can
+    /// wait an outage out instead of spending the event's attempts.
+    StoreUnavailable(String),
+}
+
+impl Verdict {
+    /// The verdict for events that a store failure stopped: an outage is
+    /// [`Verdict::StoreUnavailable`]; a conflict (another writer recorded
+    /// an id first: the retry finds it applied) or anything else is a
+    /// [`Verdict::Retry`].
+    pub fn store_failed(reason: String, error: &StoreError) -> Self {
+        if error.is_outage() {
+            Verdict::StoreUnavailable(reason)
+        } else {
+            Verdict::Retry(reason)
+        }
+    }
 }
 
 /// An event to hand to a plugin, and how many plugins published it before.
@@ -199,6 +220,7 @@ fn apply_events(
                 }
                 Err(reason) => Verdict::DeadLetter(reason),
             },
+            Err(CallError::Store(e)) => Verdict::store_failed(e.to_string(), &e),
             Err(e) if e.is_transient() => Verdict::Retry(e.to_string()),
             Err(e) => Verdict::DeadLetter(e.to_string()),
         };
@@ -208,7 +230,7 @@ fn apply_events(
     let mut outbox = Vec::new();
     if !commit.applied_event_ids.is_empty() {
         commit.state = instance.take_state_writes();
-        match db.commit_batch(&commit) {
+        match db.blocking().commit_batch(&commit) {
             Ok(entries) => {
                 slot.counters.commits.fetch_add(1, Relaxed);
                 outbox = entries;
@@ -216,10 +238,16 @@ fn apply_events(
                 instance.state_committed(std::mem::take(&mut commit.state), generation);
             }
             Err(e) => {
-                let reason = format!("store commit failed: {e:#}");
-                tracing::error!(plugin = %slot.name, error = %reason, "batch not committed; requeueing");
+                let reason = format!("store commit failed: {e}");
+                tracing::error!(
+                    plugin = %slot.name,
+                    error = %reason,
+                    outage = e.is_outage(),
+                    conflict = e.is_conflict(),
+                    "batch not committed; requeueing"
+                );
                 for v in verdicts.iter_mut().filter(|v| **v == Verdict::Applied) {
-                    *v = Verdict::Retry(reason.clone());
+                    *v = Verdict::store_failed(reason.clone(), &e);
                 }
             }
         }
@@ -291,11 +319,11 @@ pub fn process_batch(
         .iter()
         .filter_map(|p| p.as_ref().ok().map(|i| i.event.id.as_str()))
         .collect();
-    let already = match db.applied_among(&slot.name, &ids) {
+    let already = match db.blocking().applied_among(&slot.name, &ids) {
         Ok(already) => already,
         Err(e) => {
-            let reason = format!("store unavailable: {e:#}");
-            return (vec![Verdict::Retry(reason); admitted.len()], Vec::new());
+            let verdict = Verdict::store_failed(e.to_string(), &e);
+            return (vec![verdict; admitted.len()], Vec::new());
         }
     };
     let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(admitted.len());
@@ -339,7 +367,7 @@ pub fn process_batch(
 /// with capped exponential backoff, until `shutdown`.
 pub struct Pipeline {
     pub config: Arc<Config>,
-    pub db: Arc<Store>,
+    pub db: Store,
     pub registry: Arc<PluginRegistry>,
     pub status: Arc<BrokerStatus>,
 }
@@ -498,7 +526,7 @@ impl Pipeline {
                     let consumer_stop = stop.child_token();
                     let consumer = Consumer {
                         config: Arc::clone(&self.config),
-                        db: Arc::clone(&self.db),
+                        db: self.db.clone(),
                         connection: Arc::clone(connection),
                         stop: consumer_stop.clone(),
                         span: tracing::info_span!("consumer", plugin = %slot.name),
@@ -522,10 +550,8 @@ impl Pipeline {
     }
 
     async fn recorded_bindings(&self, plugin: &str) -> Result<Vec<String>> {
-        let (db, plugin) = (Arc::clone(&self.db), plugin.to_owned());
-        tokio::task::spawn_blocking(move || db.queue_bindings(&plugin))
-            .await
-            .context("store worker panicked")?
+        let plugin = plugin.to_owned();
+        Ok(self.db.call(move |db| db.queue_bindings(&plugin)).await?)
     }
 
     /// Binds `keys` that are not in `bound`, then unbinds those of `bound`
@@ -553,10 +579,11 @@ impl Pipeline {
         if !added.is_empty() || !removed.is_empty() {
             tracing::info!(plugin, ?added, ?removed, "queue bindings changed");
         }
-        let (db, name, keys) = (Arc::clone(&self.db), plugin.to_owned(), keys.to_vec());
-        tokio::task::spawn_blocking(move || db.set_queue_bindings(&name, &keys))
-            .await
-            .context("store worker panicked")?
+        let (name, keys) = (plugin.to_owned(), keys.to_vec());
+        Ok(self
+            .db
+            .call(move |db| db.set_queue_bindings(&name, &keys))
+            .await?)
     }
 }
 
@@ -564,7 +591,7 @@ impl Pipeline {
 /// plugin's version current when the batch starts.
 struct Consumer {
     config: Arc<Config>,
-    db: Arc<Store>,
+    db: Store,
     connection: Arc<Connection>,
     slot: Arc<PluginSlot>,
     stop: CancellationToken,
@@ -616,7 +643,7 @@ impl Consumer {
                 .await
                 .context("receiving deliveries")?;
             let version = self.slot.current();
-            let (slot, db) = (Arc::clone(&self.slot), Arc::clone(&self.db));
+            let (slot, db) = (Arc::clone(&self.slot), self.db.clone());
             let (span, max_hops) = (self.span.clone(), self.config.max_hops);
             let batch_version = Arc::clone(&version);
             let (deliveries, (verdicts, outbox)) = tokio::task::spawn_blocking(move || {
@@ -696,12 +723,16 @@ impl Consumer {
                 Verdict::DeadLetter(reason) => {
                     failed.push(self.dead_letter(version, delivery, reason, attempts));
                 }
-                Verdict::Retry(reason) if attempts >= self.config.max_attempts => {
+                Verdict::Retry(reason) | Verdict::StoreUnavailable(reason)
+                    if attempts >= self.config.max_attempts =>
+                {
                     self.slot.counters.dead_lettered.fetch_add(1, Relaxed);
                     let reason = format!("{reason} (gave up after {attempts} attempts)");
                     failed.push(self.dead_letter(version, delivery, &reason, attempts));
                 }
-                Verdict::Retry(reason) => failed.push(self.retry(delivery, reason, attempts)),
+                Verdict::Retry(reason) | Verdict::StoreUnavailable(reason) => {
+                    failed.push(self.retry(delivery, reason, attempts))
+                }
             }
         }
         if !failed.is_empty() {
@@ -798,19 +829,13 @@ impl Consumer {
             .await
             .context("publishing plugin events")?;
         let seqs: Vec<i64> = outbox.iter().map(|e| e.seq).collect();
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || db.outbox_done(&seqs))
-            .await
-            .context("outbox worker panicked")?
-            .context("clearing the outbox")
+        Ok(self.db.call(move |db| db.outbox_done(&seqs)).await?)
     }
 
     /// Publishes outbox entries left by a crash or by the HTTP API.
     async fn flush_outbox(&self, publisher: &Publisher) -> Result<()> {
-        let (db, name) = (Arc::clone(&self.db), self.slot.name.clone());
-        let pending = tokio::task::spawn_blocking(move || db.pending_outbox(&name))
-            .await
-            .context("outbox worker panicked")??;
+        let name = self.slot.name.clone();
+        let pending = self.db.call(move |db| db.pending_outbox(&name)).await?;
         self.publish_outbox(publisher, pending).await
     }
 }

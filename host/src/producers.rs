@@ -33,7 +33,7 @@ use crate::store::{BatchCommit, Store, now_ms};
 /// Runs one poll loop per loaded producer, following the registry.
 pub struct Scheduler {
     pub config: Arc<Config>,
-    pub db: Arc<Store>,
+    pub db: Store,
     pub registry: Arc<PluginRegistry>,
     pub status: Arc<BrokerStatus>,
     /// Set when events travel in-process rather than through RabbitMQ.
@@ -79,7 +79,7 @@ impl Scheduler {
                 let stop = shutdown.child_token();
                 let poller = Poller {
                     config: Arc::clone(&self.config),
-                    db: Arc::clone(&self.db),
+                    db: self.db.clone(),
                     slot: Arc::clone(&slot),
                     bus: self.bus.clone(),
                     link: None,
@@ -116,7 +116,7 @@ struct Link {
 /// One producer's poll loop.
 struct Poller {
     config: Arc<Config>,
-    db: Arc<Store>,
+    db: Store,
     slot: Arc<PluginSlot>,
     bus: Option<Arc<EmbeddedBus>>,
     link: Option<Link>,
@@ -195,20 +195,18 @@ impl Poller {
             }
         }
         if !writes.is_empty() {
-            let (db, slot, version) = (
-                Arc::clone(&self.db),
-                Arc::clone(&self.slot),
-                Arc::clone(version),
-            );
+            let (db, slot, version) =
+                (self.db.clone(), Arc::clone(&self.slot), Arc::clone(version));
             tokio::task::spawn_blocking(move || {
                 let _writer = slot.writer();
-                db.commit_batch(&BatchCommit {
-                    plugin: slot.name.clone(),
-                    version: version.sha256.clone(),
-                    state: writes.clone(),
-                    ..BatchCommit::default()
-                })
-                .context("committing the producer's state")?;
+                db.blocking()
+                    .commit_batch(&BatchCommit {
+                        plugin: slot.name.clone(),
+                        version: version.sha256.clone(),
+                        state: writes.clone(),
+                        ..BatchCommit::default()
+                    })
+                    .context("committing the producer's state")?;
                 let generation = slot.state_committed();
                 if let Some(mut instance) = version.producer() {
                     instance.state_committed(writes, generation);

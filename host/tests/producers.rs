@@ -296,7 +296,7 @@ async fn changes_made_while_the_broker_is_down_are_published_once_it_returns() {
     // Every change applied exactly once: the samples plus the two changes,
     // however many times the failed polls tried to publish them.
     assert_eq!(
-        store.applied_count("merge").unwrap(),
+        store.blocking().applied_count("merge").unwrap(),
         customers + products + 2
     );
     host.cleanup(&PLUGINS).await;

@@ -340,8 +340,9 @@ async fn changed_subscriptions_rebind_the_queue_without_losing_kept_keys() {
     let host = TestHost::start(&["relay"]).await;
     host.wait_healthy().await;
     let bindings = || {
-        switchyard::store::Store::open(&host.config.data)
+        switchyard::store::Store::sqlite(&host.config.data)
             .unwrap()
+            .blocking()
             .queue_bindings("relay")
             .unwrap()
     };

@@ -5,7 +5,6 @@
 //! here.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
@@ -15,7 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::access::Grants;
 use super::http::GrantedHttp;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 wasmtime::component::bindgen!({
     world: "transformer",
@@ -125,7 +124,7 @@ impl StateOverlay {
 /// The data of one plugin instance's wasmtime `Store`.
 pub struct HostState {
     plugin: String,
-    db: Arc<Store>,
+    db: Store,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     /// Origins this plugin may reach, and its settings (from `--grant` and
@@ -138,11 +137,11 @@ pub struct HostState {
     pub(crate) mode: CallMode,
     /// Set when an import failed because the store did: the trap that
     /// follows is a transient failure, not the event's fault.
-    pub(crate) store_failure: Option<String>,
+    pub(crate) store_failure: Option<StoreError>,
 }
 
 impl HostState {
-    pub fn new(plugin: &str, db: Arc<Store>, memory_bytes: usize) -> Self {
+    pub fn new(plugin: &str, db: Store, memory_bytes: usize) -> Self {
         Self {
             plugin: plugin.to_owned(),
             db,
@@ -165,7 +164,7 @@ impl HostState {
     /// A fresh state for a fresh instance of the same plugin: same store,
     /// limits and grants; the overlay (uncommitted writes, cache) moves over.
     pub fn renewed(&mut self, memory_bytes: usize) -> Self {
-        let mut state = Self::new(&self.plugin, Arc::clone(&self.db), memory_bytes);
+        let mut state = Self::new(&self.plugin, self.db.clone(), memory_bytes);
         state.granted = self.granted.clone();
         state.settings = self.settings.clone();
         state.overlay = std::mem::take(&mut self.overlay);
@@ -186,9 +185,12 @@ impl HostState {
         self.settings = grants.settings;
     }
 
-    fn store_error(&mut self, what: &str, e: anyhow::Error) -> wasmtime::Error {
-        let message = format!("store unavailable while {what}: {e:#}");
-        self.store_failure = Some(message.clone());
+    /// An import failed because the store did: remembered, so that the trap
+    /// that follows is reported as the store's failure, not the event's.
+    fn store_error(&mut self, what: &str, e: StoreError) -> wasmtime::Error {
+        let error = e.doing(what);
+        let message = error.to_string();
+        self.store_failure = Some(error);
         wasmtime::Error::msg(message)
     }
 
@@ -236,7 +238,8 @@ impl state::Host for HostState {
         if let Some(value) = self.overlay.lookup(&key) {
             return Ok(value.clone());
         }
-        match self.db.state_get(&self.plugin, &key) {
+        // A plugin call runs on a blocking thread.
+        match self.db.blocking().state_get(&self.plugin, &key) {
             Ok(value) => {
                 self.overlay.remember(key, value.clone());
                 Ok(value)
@@ -260,7 +263,7 @@ impl state::Host for HostState {
 
 impl collections::Host for HostState {
     fn get(&mut self, collection: String, key: String) -> wasmtime::Result<Option<String>> {
-        match self.db.document(&collection, &key) {
+        match self.db.blocking().document(&collection, &key) {
             Ok(doc) => Ok(doc),
             Err(e) => Err(self.store_error("reading a document", e)),
         }
@@ -274,7 +277,11 @@ impl collections::Host for HostState {
     ) -> wasmtime::Result<Vec<Entry>> {
         // A plugin cannot make the host materialise an unbounded page.
         let limit = limit.min(10_000);
-        match self.db.scan(&collection, after.as_deref(), limit) {
+        match self
+            .db
+            .blocking()
+            .scan(&collection, after.as_deref(), limit)
+        {
             Ok(page) => Ok(page
                 .entries
                 .into_iter()

@@ -46,9 +46,13 @@ pub enum CallError {
     /// The plugin judged the event bad: dead-letter, never retry.
     #[error("{0}")]
     Reject(String),
-    /// The plugin (or the store behind an import) failed transiently.
+    /// The plugin failed transiently.
     #[error("retry: {0}")]
     Retry(String),
+    /// The store behind a `state` or `collections` import failed: not the
+    /// event's fault (transient).
+    #[error("{0}")]
+    Store(crate::store::StoreError),
     /// The call ran past its deadline.
     #[error("timeout")]
     Timeout,
@@ -63,7 +67,7 @@ pub enum CallError {
 impl CallError {
     /// Whether the event should be redelivered rather than dead-lettered.
     pub fn is_transient(&self) -> bool {
-        matches!(self, CallError::Retry(_))
+        matches!(self, CallError::Retry(_) | CallError::Store(_))
     }
 }
 
@@ -118,8 +122,8 @@ impl<W: World> Instance<W> {
     /// may be left half-way through anything, replaces it.
     fn failed(&mut self, error: wasmtime::Error) -> CallError {
         let store_failure = self.store.data_mut().store_failure.take();
-        let cause = if let Some(message) = store_failure {
-            CallError::Retry(message)
+        let cause = if let Some(error) = store_failure {
+            CallError::Store(error)
         } else if matches!(
             error.downcast_ref::<wasmtime::Trap>(),
             Some(wasmtime::Trap::Interrupt)

@@ -47,7 +47,7 @@ const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct PluginEngine {
     engine: Engine,
     linker: Linker<HostState>,
-    db: Arc<Store>,
+    db: Store,
     cache: Option<CompileCache>,
     access: Access,
     deadline_ticks: u64,
@@ -60,7 +60,7 @@ impl PluginEngine {
     /// `cache_dir` when given; `access` says what each plugin may reach.
     /// Starts the epoch ticker thread (it stops when the engine is dropped).
     pub fn new(
-        db: Arc<Store>,
+        db: Store,
         timeout: Duration,
         memory_bytes: usize,
         cache_dir: Option<&Path>,
@@ -125,7 +125,7 @@ impl PluginEngine {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("does not implement the world switchyard:plugin/transformer@0.1.0 or producer@0.1.0: it imports what the host does not offer")?;
-        let state = HostState::new("", Arc::clone(&self.db), self.memory_bytes);
+        let state = HostState::new("", self.db.clone(), self.memory_bytes);
         let (info, world, runtime) = match TransformerPre::new(linked.clone()) {
             Ok(pre) => {
                 let mut instance: Instance<Transformer> =

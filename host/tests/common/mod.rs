@@ -268,8 +268,8 @@ impl TestHost {
 
     /// How many events the plugin has applied, as recorded in the store.
     pub fn applied_in_store(&self, plugin: &str) -> u64 {
-        let store = switchyard::store::Store::open(&self.config.data).unwrap();
-        store.applied_count(plugin).unwrap()
+        let store = switchyard::store::Store::sqlite(&self.config.data).unwrap();
+        store.blocking().applied_count(plugin).unwrap()
     }
 
     /// Deletes this test's queues and exchanges from the broker.

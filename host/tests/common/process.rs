@@ -203,7 +203,7 @@ impl ChildHost {
 
     /// Opens the host's store from the test (best with the host stopped).
     pub fn open_store(&self) -> Store {
-        Store::open(&self.config.data).expect("opening the host's store")
+        Store::sqlite(&self.config.data).expect("opening the host's store")
     }
 
     pub fn log_path(&self) -> &Path {

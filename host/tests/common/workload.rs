@@ -224,6 +224,7 @@ impl CustomerWorkload {
     /// every plugin applied exactly the distinct event ids, and the
     /// counter's committed state agrees.
     pub fn assert_store(&self, store: &Store) {
+        let store = store.blocking();
         let ids: Vec<&str> = self.event_ids.iter().map(String::as_str).collect();
         for plugin in PLUGINS {
             assert_eq!(

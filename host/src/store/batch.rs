@@ -1,0 +1,28 @@
+//! A batch's commit: what one batch of one plugin changes across the
+//! concerns (documents, state, applied ids, outbox), written in ONE
+//! transaction on every backend, so that a crash leaves all of it or none.
+
+use super::{DocumentWrite, OutboxEntry, PublishWrite, StoreError};
+
+/// Everything one batch of one plugin changes, committed together.
+#[derive(Debug, Default)]
+pub struct BatchCommit {
+    pub plugin: String,
+    /// The sha256 of the plugin file that handled the batch.
+    pub version: String,
+    pub applied_event_ids: Vec<String>,
+    pub documents: Vec<DocumentWrite>,
+    /// Final value of each state key the batch touched; `None` deletes it.
+    pub state: Vec<(String, Option<Vec<u8>>)>,
+    /// The events to publish after the commit.
+    pub publish: Vec<PublishWrite>,
+}
+
+/// Committing batches.
+pub trait Batches {
+    /// Commits a batch in one transaction and returns its outbox entries
+    /// (with their sequence numbers), to be published and then
+    /// [`super::Outbox::outbox_done`]. An applied id already recorded fails
+    /// the whole batch with [`StoreError::Conflict`]; nothing is written.
+    fn commit_batch(&self, batch: &BatchCommit) -> Result<Vec<OutboxEntry>, StoreError>;
+}

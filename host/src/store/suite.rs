@@ -1,0 +1,368 @@
+//! The store's test suite, run over every backend: each shared test is a
+//! function of a [`Harness`], instantiated once per backend (SQLite: a
+//! temporary folder).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::copy::Rows;
+use super::*;
+
+/// Where a test's store lives, kept for the test's length.
+pub(crate) enum Harness {
+    Sqlite(tempfile::TempDir),
+}
+
+impl Harness {
+    pub(crate) fn sqlite() -> Self {
+        Harness::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    pub(crate) fn location(&self) -> Location {
+        match self {
+            Harness::Sqlite(dir) => Location::Sqlite(dir.path().to_owned()),
+        }
+    }
+
+    /// Opens the store (again).
+    pub(crate) fn open(&self) -> Store {
+        Store::open_blocking(&self.location()).unwrap()
+    }
+}
+
+/// A batch of plugin `p` applying `ids`: one document, one state key and
+/// one event to publish.
+pub(crate) fn batch(ids: &[&str]) -> BatchCommit {
+    BatchCommit {
+        plugin: "p".into(),
+        version: "v1".into(),
+        applied_event_ids: ids.iter().map(|s| s.to_string()).collect(),
+        documents: vec![DocumentWrite::Upsert {
+            collection: "c".into(),
+            key: "k".into(),
+            json: "{\"n\":1}".into(),
+        }],
+        state: vec![("s".into(), Some(vec![7]))],
+        publish: vec![PublishWrite {
+            routing_key: "x.y".into(),
+            body: "{}".into(),
+            hops: 2,
+        }],
+    }
+}
+
+/// Every row of every concern of a store.
+pub(crate) fn everything(store: &Store) -> Vec<Rows> {
+    let mut all = Vec::new();
+    store
+        .blocking()
+        .export(&mut |rows| {
+            all.push(rows);
+            Ok(())
+        })
+        .unwrap();
+    all
+}
+
+/// Instantiates each shared test on both backends.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[test] fn $test() { super::$test(&super::Harness::sqlite()); } )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_batch_commits_documents_state_ids_and_outbox_together,
+    an_applied_id_recorded_twice_is_a_conflict_and_leaves_nothing_behind,
+    deletes_and_rewrites_within_a_batch_keep_the_last_write,
+    scan_pages_in_byte_order_of_the_keys,
+    state_survives_reopening_and_applied_ids_expire,
+    an_idempotency_key_keeps_its_first_body_until_freed_or_expired,
+    the_outbox_keeps_order_until_done,
+    dead_letters_are_kept_listed_and_forgotten,
+    queue_bindings_are_remembered_per_plugin,
+    a_store_copies_into_an_empty_store_only,
+);
+
+fn a_batch_commits_documents_state_ids_and_outbox_together(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    let outbox = db.commit_batch(&batch(&["e1", "e2"])).unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(db.document("c", "k").unwrap().as_deref(), Some("{\"n\":1}"));
+    assert_eq!(db.state_get("p", "s").unwrap(), Some(vec![7]));
+    assert_eq!(db.state_get("q", "s").unwrap(), None, "state is per plugin");
+    let seen = db.applied_among("p", &["e1", "e3"]).unwrap();
+    assert_eq!(seen, HashSet::from(["e1".to_string()]));
+    assert!(db.applied_among("p", &[]).unwrap().is_empty());
+    assert_eq!(db.applied_by("p", "e2").unwrap().as_deref(), Some("v1"));
+    assert_eq!(db.applied_by("q", "e2").unwrap(), None);
+    assert_eq!(
+        db.applied_by_version("p").unwrap(),
+        vec![("v1".to_string(), 2)]
+    );
+    assert_eq!(outbox[0].hops, 2);
+    assert_eq!(db.pending_outbox("p").unwrap(), outbox);
+    db.outbox_done(&[outbox[0].seq]).unwrap();
+    assert!(db.pending_outbox("p").unwrap().is_empty());
+}
+
+fn an_applied_id_recorded_twice_is_a_conflict_and_leaves_nothing_behind(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    db.commit_batch(&batch(&["e1"])).unwrap();
+    let mut again = batch(&["e2", "e1"]);
+    again.documents = vec![DocumentWrite::Delete {
+        collection: "c".into(),
+        key: "k".into(),
+    }];
+    let error = db.commit_batch(&again).unwrap_err();
+    assert!(error.is_conflict(), "e1 is applied twice: {error:?}");
+    assert!(!error.is_outage());
+    assert!(db.document("c", "k").unwrap().is_some());
+    assert!(db.applied_among("p", &["e2"]).unwrap().is_empty());
+    assert_eq!(db.pending_outbox("p").unwrap().len(), 1);
+    // The same id twice in one batch is the same conflict.
+    let error = db.commit_batch(&batch(&["e3", "e3"])).unwrap_err();
+    assert!(error.is_conflict(), "{error:?}");
+}
+
+fn deletes_and_rewrites_within_a_batch_keep_the_last_write(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    let upsert = |key: &str, json: &str| DocumentWrite::Upsert {
+        collection: "c".into(),
+        key: key.into(),
+        json: json.into(),
+    };
+    let delete = |key: &str| DocumentWrite::Delete {
+        collection: "c".into(),
+        key: key.into(),
+    };
+    db.commit_batch(&BatchCommit {
+        plugin: "p".into(),
+        documents: vec![upsert("a", "1"), upsert("b", "1")],
+        state: vec![("x".into(), Some(vec![1])), ("y".into(), Some(vec![2]))],
+        ..BatchCommit::default()
+    })
+    .unwrap();
+    db.commit_batch(&BatchCommit {
+        plugin: "p".into(),
+        documents: vec![
+            delete("a"),
+            upsert("a", "2"),
+            upsert("b", "2"),
+            delete("b"),
+            upsert("c", "3"),
+        ],
+        state: vec![("x".into(), None), ("y".into(), Some(vec![3]))],
+        ..BatchCommit::default()
+    })
+    .unwrap();
+    assert_eq!(db.document("c", "a").unwrap().as_deref(), Some("2"));
+    assert_eq!(db.document("c", "b").unwrap(), None);
+    assert_eq!(db.document("c", "c").unwrap().as_deref(), Some("3"));
+    assert_eq!(db.state_get("p", "x").unwrap(), None);
+    assert_eq!(db.state_get("p", "y").unwrap(), Some(vec![3]));
+}
+
+fn scan_pages_in_byte_order_of_the_keys(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    let mut b = BatchCommit {
+        plugin: "p".into(),
+        ..Default::default()
+    };
+    // Byte order: "B" < "a" < "b" < "c" (a locale's order would differ).
+    for k in ["b", "a", "c", "B"] {
+        b.documents.push(DocumentWrite::Upsert {
+            collection: "c".into(),
+            key: k.into(),
+            json: format!("\"{k}\""),
+        });
+    }
+    b.documents.push(DocumentWrite::Upsert {
+        collection: "other".into(),
+        key: "a".into(),
+        json: "0".into(),
+    });
+    db.commit_batch(&b).unwrap();
+    let first = db.scan("c", None, 3).unwrap();
+    let keys: Vec<_> = first.entries.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["B", "a", "b"]);
+    assert_eq!(first.next.as_deref(), Some("b"));
+    let second = db.scan("c", first.next.as_deref(), 3).unwrap();
+    assert_eq!(second.entries, vec![("c".to_string(), "\"c\"".to_string())]);
+    assert_eq!(second.next, None);
+    assert!(db.scan("none", None, 10).unwrap().entries.is_empty());
+}
+
+fn state_survives_reopening_and_applied_ids_expire(h: &Harness) {
+    h.open().blocking().commit_batch(&batch(&["e1"])).unwrap();
+    let store = h.open();
+    let db = store.blocking();
+    assert_eq!(db.state_get("p", "s").unwrap(), Some(vec![7]));
+    assert_eq!(db.applied_count("p").unwrap(), 1);
+    assert_eq!(db.prune_applied(Duration::from_secs(3600)).unwrap(), 0);
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(db.prune_applied(Duration::from_millis(1)).unwrap(), 1);
+    assert_eq!(db.applied_count("p").unwrap(), 0);
+    assert_eq!(
+        db.state_get("p", "s").unwrap(),
+        Some(vec![7]),
+        "state is kept"
+    );
+}
+
+fn an_idempotency_key_keeps_its_first_body_until_freed_or_expired(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    assert!(db.bind_idempotency_key("api/k", "aaa").unwrap());
+    assert!(db.bind_idempotency_key("api/k", "aaa").unwrap());
+    assert!(!db.bind_idempotency_key("api/k", "bbb").unwrap());
+    db.unbind_idempotency_key("api/k").unwrap();
+    assert!(db.bind_idempotency_key("api/k", "bbb").unwrap());
+    std::thread::sleep(Duration::from_millis(5));
+    db.prune_applied(Duration::from_millis(1)).unwrap();
+    assert!(db.bind_idempotency_key("api/k", "ccc").unwrap(), "expired");
+}
+
+fn the_outbox_keeps_order_until_done(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    let mut b = batch(&["e1"]);
+    b.publish = (0..5)
+        .map(|i| PublishWrite {
+            routing_key: format!("k.{i}"),
+            body: format!("{{\"i\":{i}}}"),
+            hops: i,
+        })
+        .collect();
+    let outbox = db.commit_batch(&b).unwrap();
+    let keys: Vec<_> = outbox.iter().map(|e| e.routing_key.as_str()).collect();
+    assert_eq!(keys, ["k.0", "k.1", "k.2", "k.3", "k.4"]);
+    assert!(outbox.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(outbox[3].hops, 3);
+    let mut other = batch(&["f1"]);
+    other.plugin = "q".into();
+    db.commit_batch(&other).unwrap();
+    assert_eq!(db.pending_outbox("p").unwrap(), outbox);
+    db.outbox_done(&[outbox[0].seq, outbox[2].seq]).unwrap();
+    db.outbox_done(&[]).unwrap();
+    let left: Vec<_> = db
+        .pending_outbox("p")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.routing_key)
+        .collect();
+    assert_eq!(left, ["k.1", "k.3", "k.4"]);
+    assert_eq!(db.pending_outbox("q").unwrap().len(), 1);
+}
+
+fn dead_letters_are_kept_listed_and_forgotten(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    let letter = |plugin: &str, n: u8| StoredDeadLetter {
+        seq: 0,
+        plugin: plugin.into(),
+        routing_key: "x.y".into(),
+        body: vec![b'{', n, b'}'],
+        reason: format!("bad {n}"),
+        version: "v1".into(),
+        failed_ms: 1000 + i64::from(n),
+    };
+    db.add_dead_letters(&[letter("p", 1), letter("p", 2), letter("q", 3)])
+        .unwrap();
+    db.add_dead_letters(&[letter("p", 4)]).unwrap();
+    let (first, total) = db.dead_letters("p", 2).unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        (first[0].reason.as_str(), first[0].failed_ms),
+        ("bad 1", 1001)
+    );
+    assert_eq!(first[1].body, vec![b'{', 2, b'}']);
+    db.remove_dead_letters(&[first[0].seq]).unwrap();
+    let (left, total) = db.dead_letters("p", 10).unwrap();
+    assert_eq!(total, 2);
+    let reasons: Vec<_> = left.iter().map(|l| l.reason.as_str()).collect();
+    assert_eq!(reasons, ["bad 2", "bad 4"]);
+    assert_eq!(db.dead_letters("q", 10).unwrap().1, 1);
+}
+
+fn queue_bindings_are_remembered_per_plugin(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    db.set_queue_bindings("p", &["a.*".into(), "b.#".into()])
+        .unwrap();
+    assert_eq!(db.queue_bindings("p").unwrap(), ["a.*", "b.#"]);
+    db.set_queue_bindings("p", &["b.#".into()]).unwrap();
+    db.set_queue_bindings("q", &["c".into()]).unwrap();
+    assert_eq!(db.queue_bindings("p").unwrap(), vec!["b.#".to_string()]);
+    db.set_queue_bindings("q", &[]).unwrap();
+    assert!(db.queue_bindings("q").unwrap().is_empty());
+}
+
+/// Writes some of every concern.
+pub(crate) fn populate(db: &dyn Backend) {
+    let mut b = batch(&["e1", "e2"]);
+    b.documents.push(DocumentWrite::Upsert {
+        collection: "customers".into(),
+        key: "c1".into(),
+        json: "{\"id\":\"c1\"}".into(),
+    });
+    b.state.push(("bytes".into(), Some(vec![0, 255, 1])));
+    let outbox = db.commit_batch(&b).unwrap();
+    let mut second = batch(&["e3"]);
+    second.version = "v2".into();
+    second.publish.push(second.publish[0].clone());
+    db.commit_batch(&second).unwrap();
+    db.outbox_done(&[outbox[0].seq]).unwrap();
+    db.bind_idempotency_key("api/k", "aaa").unwrap();
+    db.add_dead_letters(&[StoredDeadLetter {
+        seq: 0,
+        plugin: "p".into(),
+        routing_key: "x.y".into(),
+        body: b"not json".to_vec(),
+        reason: "invalid JSON".into(),
+        version: "v1".into(),
+        failed_ms: 5,
+    }])
+    .unwrap();
+    db.set_queue_bindings("p", &["x.*".into()]).unwrap();
+}
+
+fn a_store_copies_into_an_empty_store_only(h: &Harness) {
+    let source = Harness::sqlite();
+    let from = source.open();
+    populate(from.blocking());
+    let to = h.open();
+    let report = copy::copy(from.blocking(), to.blocking()).unwrap();
+    assert_eq!(
+        report,
+        CopyReport {
+            documents: 2,
+            state: 2,
+            applied: 3,
+            outbox: 2,
+            idempotency_keys: 1,
+            dead_letters: 1,
+            queue_bindings: 1,
+        }
+    );
+    assert_eq!(
+        everything(&to),
+        everything(&from),
+        "every concern, row for row"
+    );
+    // Numbers assigned after the copy follow the copied ones.
+    let last = to.blocking().pending_outbox("p").unwrap()[1].seq;
+    let next = to.blocking().commit_batch(&batch(&["e9"])).unwrap();
+    assert!(next[0].seq > last);
+    // Copying again: refused, nothing written.
+    let error = copy::copy(from.blocking(), to.blocking()).unwrap_err();
+    assert!(error.to_string().contains("not empty"), "{error}");
+    assert_eq!(to.blocking().applied_count("p").unwrap(), 4);
+}
