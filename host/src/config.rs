@@ -44,9 +44,24 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_PLUGINS_RESCAN_MS", default_value_t = 2000)]
     pub plugins_rescan_ms: u64,
 
-    /// Folder of the embedded store (`switchyard.db` and its WAL files).
+    /// Folder of the embedded store (`switchyard.db` and its WAL files) and
+    /// of the compiled-plugin cache.
     #[arg(long, env = "SWITCHYARD_DATA", default_value = "data")]
     pub data: PathBuf,
+
+    /// Where the store is: `sqlite`, the embedded file `switchyard.db` in
+    /// the data folder (one host, nothing to run beside it); or a
+    /// `postgres://` / `postgresql://` URL (`postgres://user:password@host:5432/db`),
+    /// a database that several hosts can share (each commit a network round
+    /// trip or several). Its password is never logged nor shown by `--help`
+    /// or `Debug`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_STORE",
+        hide_env_values = true,
+        default_value = "sqlite"
+    )]
+    pub store: StoreUrl,
 
     /// The topic exchange events arrive on (declared durable if absent).
     #[arg(
@@ -216,6 +231,46 @@ impl From<&str> for AmqpUrl {
     }
 }
 
+/// `--store`: `sqlite` or a PostgreSQL URL. `Debug` shows it with the
+/// password replaced.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({:?})", redact_url(&self.0))
+    }
+}
+
+impl StoreUrl {
+    /// Where the store is: `sqlite` is `switchyard.db` in `data`.
+    pub fn location(&self, data: &std::path::Path) -> Result<crate::store::Location> {
+        let url = self.0.trim();
+        if url.eq_ignore_ascii_case("sqlite") {
+            return Ok(crate::store::Location::Sqlite(data.to_owned()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(crate::store::Location::Postgres(url.to_owned()));
+        }
+        bail!(
+            "--store (SWITCHYARD_STORE) must be `sqlite` or a postgres:// or postgresql:// URL, not {}",
+            redact_url(url)
+        )
+    }
+}
+
+impl From<String> for StoreUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for StoreUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
 /// `--bus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Bus {
@@ -252,8 +307,14 @@ impl Config {
         Only::try_parse_from(args).map(|only| only.config)
     }
 
+    /// Where the store is, from `--store` and `--data`.
+    pub fn store_location(&self) -> Result<crate::store::Location> {
+        self.store.location(&self.data)
+    }
+
     /// Refuses settings that contradict each other.
     pub fn check(&self) -> Result<()> {
+        self.store_location()?;
         if self.protect_reads && self.auth_token().is_none() {
             bail!(
                 "--protect-reads (SWITCHYARD_PROTECT_READS) needs an API token (--api-token or SWITCHYARD_API_TOKEN)"
@@ -346,22 +407,41 @@ pub fn broker_address(url: &str) -> String {
     }
 }
 
-/// `amqp://user:secret@host` becomes `amqp://user:***@host`, for logs.
+/// `amqp://user:secret@host` becomes `amqp://user:***@host`, and a
+/// `password=` query parameter (which PostgreSQL URLs may carry) becomes
+/// `password=***`, for logs and messages.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        // Not a URL: it could be anything, a password included.
+        return "<not a URL>".to_owned();
     };
-    let (authority, path) = match rest.find('/') {
+    let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{path}")
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
         }
-        None => url.to_owned(),
-    }
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 #[cfg(test)]
@@ -375,6 +455,35 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
+        assert_eq!(
+            redact_url("postgres://sy@db/sy?password=hunter2&sslmode=disable"),
+            "postgres://sy@db/sy?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgresql://sy:hunter2@db:5432?application_name=x"),
+            "postgresql://sy:***@db:5432?application_name=x"
+        );
+        assert_eq!(redact_url("sy:hunter2@db"), "<not a URL>");
+    }
+
+    #[test]
+    fn the_store_is_sqlite_or_a_postgres_url_whose_password_never_shows() {
+        use crate::store::Location;
+        let c = Config::defaults();
+        assert_eq!(c.store_location().unwrap(), Location::Sqlite("data".into()));
+        let url = "postgres://sy:hunter2-s3cret@db:5432/switchyard";
+        let c = Config::from_args(&["--store", url]).unwrap();
+        assert_eq!(c.store_location().unwrap(), Location::Postgres(url.into()));
+        let printed = format!("{c:?} {c:#?} {}", c.store_location().unwrap());
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("db:5432"), "{printed}");
+        let wrong = Config::from_args(&["--store", "mysql://sy:hunter2@db/x"]).unwrap();
+        let error = wrong.check().unwrap_err().to_string();
+        assert!(
+            error.contains("must be `sqlite` or a postgres://"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - [`embedded`], the in-process bus used when there is no broker;
 //! - [`producers`], polling producer plugins and publishing what they find;
 //! - [`store`], documents, plugin state, applied ids, outbox, dead letters
-//!   and queue bindings, behind one interface (SQLite, embedded);
+//!   and queue bindings, on SQLite (embedded) or PostgreSQL (shared);
 //! - [`api`], the axum routes;
 //! - [`topic`], AMQP topic matching for events that bypass the broker;
 //! - [`telemetry`], logging setup.
@@ -69,7 +69,7 @@ impl Running {
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running> {
     config.check()?;
     let config = Arc::new(config);
-    let location = store::Location::Sqlite(config.data.clone());
+    let location = config.store_location()?;
     let db = Store::open(&location)
         .await
         .with_context(|| format!("opening the store ({location})"))?;

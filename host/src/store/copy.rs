@@ -1,6 +1,6 @@
 //! Moving a store: every row of every concern read from one backend and
 //! written into another, empty, one in a single transaction
-//! (`switchyard store copy`).
+//! (`switchyard store copy --to postgres://...`).
 
 use std::fmt;
 

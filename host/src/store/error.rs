@@ -1,7 +1,7 @@
 //! [`StoreError`]: why a store call failed, sorted so that callers can act
 //! on it: an outage to wait out, a conflict to retry or count as a
 //! duplicate, or anything else. Each backend maps its own errors here
-//! (`sqlite::classify`); nothing else does.
+//! (`sqlite::classify`, `postgres::classify`); nothing else does.
 
 /// Why a store call failed. The message names what the store was doing and
 /// the backend's own words; it never holds a password.

@@ -24,6 +24,13 @@ pub const SQLITE: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
 }];
 
+/// The PostgreSQL store's steps, in order.
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+}];
+
 /// The version `steps` bring a store to.
 pub fn latest(steps: &[Migration]) -> u32 {
     steps.last().map_or(0, |m| m.version)
@@ -47,11 +54,12 @@ mod tests {
 
     #[test]
     fn steps_are_numbered_in_order_without_gaps() {
-        for steps in [SQLITE] {
+        for steps in [SQLITE, POSTGRES] {
             for (i, m) in steps.iter().enumerate() {
                 assert_eq!(m.version as usize, i + 1, "{}", m.name);
             }
         }
+        assert_eq!(latest(SQLITE), latest(POSTGRES), "backends move together");
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //! - [`copy`], moving a whole store into an empty one.
 //!
 //! Backends, one file each, implementing all of [`Backend`]:
-//! [`sqlite`] (the embedded default, one file in the data folder). Their
-//! schemas are versioned per backend ([`migrations`]). Their errors are sorted into
+//! [`sqlite`] (the embedded default, one file in the data folder) and
+//! [`postgres`] (a shared server, for several hosts). Their schemas are
+//! versioned per backend ([`migrations`]). Their errors are sorted into
 //! [`StoreError`]: an outage, a conflict, or anything else.
 //!
 //! Every backend call blocks. [`Store`] is the one way in: a cheap,
@@ -27,8 +28,8 @@
 //! Poisoned locks: a lock of the store poisoned by a panic is taken over
 //! ([`lock`]), never propagated as a panic. What the store's locks guard are
 //! idle connections; a transaction that a panic interrupted is rolled back
-//! when it is dropped during the unwinding (rusqlite's transactions roll
-//! back on drop), so a connection is never left
+//! when it is dropped during the unwinding (rusqlite's and postgres's
+//! transactions both roll back on drop), so a connection is never left
 //! half-way through a write. The panic itself reaches the caller as
 //! [`StoreError::Other`] ("store worker panicked") through [`Store::call`].
 //!
@@ -42,6 +43,7 @@ pub mod documents;
 pub mod error;
 pub mod migrations;
 pub mod outbox;
+pub mod postgres;
 pub mod queue_bindings;
 pub mod sqlite;
 pub mod state;
@@ -97,17 +99,23 @@ impl<T> Backend for T where
 {
 }
 
-/// Where the store is.
+/// Where the store is: `--store`.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// `switchyard.db` in this folder.
     Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL, password included: shown
+    /// only redacted (`Debug` and `Display`).
+    Postgres(String),
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Sqlite(dir) => write!(f, "sqlite {}", dir.join(sqlite::FILE).display()),
+            Location::Postgres(url) => {
+                write!(f, "postgres {}", crate::config::redact_url(url))
+            }
         }
     }
 }
@@ -136,6 +144,7 @@ impl Store {
     pub fn open_blocking(location: &Location) -> Result<Self, StoreError> {
         let backend: Arc<dyn Backend> = match location {
             Location::Sqlite(dir) => Arc::new(sqlite::Sqlite::open(dir)?),
+            Location::Postgres(url) => Arc::new(postgres::Postgres::open(url)?),
         };
         Ok(Self { backend })
     }

@@ -1,16 +1,84 @@
 //! The store's test suite, run over every backend: each shared test is a
-//! function of a [`Harness`], instantiated once per backend (SQLite: a
-//! temporary folder).
+//! function of a [`Harness`], instantiated once on SQLite (a temporary
+//! folder) and once on PostgreSQL (a database of its own on the server at
+//! `SWITCHYARD_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432`,
+//! created for the test and dropped after it). PostgreSQL not answering
+//! fails the tests with how to start it; they never skip.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::copy::Rows;
 use super::*;
 
+/// The server the PostgreSQL tests use (a user that may create databases).
+pub(crate) fn test_server() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn admin() -> ::postgres::Client {
+    let server = test_server();
+    ::postgres::Client::connect(&format!("{server}/postgres"), ::postgres::NoTls).unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {} ({e}). The store tests run against a real server \
+             and are never skipped. Start it: `pg_ctlcluster --skip-systemctl-redirect \
+             $(ls /etc/postgresql) main start` (Debian; `apt-get install postgresql` first if it \
+             is missing), or run `cargo xtask test`, which starts an installed one; or set \
+             SWITCHYARD_TEST_POSTGRES to a server where this user may create databases.",
+            crate::config::redact_url(&server)
+        )
+    })
+}
+
+/// A database of its own for one test, dropped with it.
+pub(crate) struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    pub(crate) fn create() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "sy_test_{}_{}_{}",
+            std::process::id(),
+            now_ms(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin()
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        Self { name }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("{}/{}", test_server(), self.name)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let dropped = admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+        if let Err(e) = dropped
+            && !std::thread::panicking()
+        {
+            panic!("dropping test database {}: {e}", self.name);
+        }
+    }
+}
+
 /// Where a test's store lives, kept for the test's length.
 pub(crate) enum Harness {
     Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
 }
 
 impl Harness {
@@ -18,9 +86,14 @@ impl Harness {
         Harness::Sqlite(tempfile::tempdir().unwrap())
     }
 
+    pub(crate) fn postgres() -> Self {
+        Harness::Postgres(TestDatabase::create())
+    }
+
     pub(crate) fn location(&self) -> Location {
         match self {
             Harness::Sqlite(dir) => Location::Sqlite(dir.path().to_owned()),
+            Harness::Postgres(db) => Location::Postgres(db.url()),
         }
     }
 
@@ -69,6 +142,9 @@ macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod on_sqlite {
             $( #[test] fn $test() { super::$test(&super::Harness::sqlite()); } )*
+        }
+        mod on_postgres {
+            $( #[test] fn $test() { super::$test(&super::Harness::postgres()); } )*
         }
     };
 }
@@ -365,4 +441,91 @@ fn a_store_copies_into_an_empty_store_only(h: &Harness) {
     let error = copy::copy(from.blocking(), to.blocking()).unwrap_err();
     assert!(error.to_string().contains("not empty"), "{error}");
     assert_eq!(to.blocking().applied_count("p").unwrap(), 4);
+}
+
+// PostgreSQL only: what its connections do when the server does not answer.
+
+fn postgres_store(db: &TestDatabase) -> super::postgres::Postgres {
+    super::postgres::Postgres::open(&db.url()).unwrap()
+}
+
+#[test]
+fn a_terminated_postgres_connection_is_an_outage_and_the_next_call_reconnects() {
+    let db = TestDatabase::create();
+    let store = postgres_store(&db);
+    store.commit_batch(&batch(&["e1"])).unwrap();
+    admin()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&db.name()],
+        )
+        .unwrap();
+    let error = store.commit_batch(&batch(&["e2"])).unwrap_err();
+    assert!(error.is_outage(), "{error:?}");
+    store.commit_batch(&batch(&["e2"])).unwrap();
+    assert_eq!(store.applied_count("p").unwrap(), 2);
+}
+
+#[test]
+fn a_dropped_postgres_database_is_an_outage() {
+    let db = TestDatabase::create();
+    let store = postgres_store(&db);
+    admin()
+        .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", db.name()))
+        .unwrap();
+    for _ in 0..2 {
+        let error = store.commit_batch(&batch(&["e1"])).unwrap_err();
+        assert!(error.is_outage(), "{error:?}");
+    }
+}
+
+#[test]
+fn an_unreachable_postgres_is_an_outage_and_its_password_never_shows() {
+    let url = "postgres://switchyard:hunter2-s3cret@127.0.0.1:1/db?connect_timeout=2";
+    let error = Store::open_blocking(&Location::Postgres(url.into())).unwrap_err();
+    assert!(error.is_outage(), "{error:?}");
+    let shown = format!("{error} {error:?} {:?}", Location::Postgres(url.into()));
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("127.0.0.1:1"), "{shown}");
+}
+
+#[test]
+fn postgres_connections_time_out_statements_and_keep_alive() {
+    let db = TestDatabase::create();
+    let store = postgres_store(&db);
+    let timeout: String = store
+        .with_client(|c| Ok(c.query_one("SHOW statement_timeout", &[])?.get(0)))
+        .unwrap();
+    assert_eq!(timeout, "30s");
+    let error = store
+        .with_client(|c| {
+            c.batch_execute("SET statement_timeout = 50; SELECT pg_sleep(1)")?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(error.is_outage(), "a statement timeout: {error:?}");
+    let config = super::postgres::tests_config(&db.url());
+    assert!(config.get_keepalives());
+    assert_eq!(config.get_keepalives_idle(), Duration::from_secs(10));
+    assert!(config.get_tcp_user_timeout().is_some());
+    assert!(config.get_connect_timeout().is_some());
+}
+
+#[test]
+fn a_postgres_store_from_a_newer_switchyard_is_refused() {
+    let db = TestDatabase::create();
+    drop(postgres_store(&db));
+    let mut client = ::postgres::Client::connect(&db.url(), ::postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO schema_version (version, name, applied_ms) VALUES (99, 'future', 0)",
+        )
+        .unwrap();
+    let error = super::postgres::Postgres::open(&db.url()).unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "store schema version 99 is newer than this switchyard knows (1): upgrade switchyard"
+        ),
+        "{error}"
+    );
 }
