@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
+use switchyard::config::StoreUrl;
 use switchyard::plugins::PluginEngine;
-use switchyard::store::Store;
+use switchyard::store::{Location, Store};
 use switchyard::{Config, dead_letters};
 
 /// Longest a shutdown may take after SIGTERM or SIGINT.
@@ -38,6 +39,28 @@ enum Command {
     /// back through the plugin's current version.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The store: move an embedded one to PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy the embedded store of `--data` (documents, plugin state,
+    /// applied event ids with their versions and times, outbox, idempotency
+    /// keys, dead letters, queue bindings) into an empty PostgreSQL store,
+    /// in one transaction. Stop the host first; then start the hosts with
+    /// `--store` set to the same URL.
+    Copy {
+        /// The PostgreSQL database to copy into
+        /// (`postgres://user:password@host:5432/db`): a new database, or one
+        /// whose Switchyard tables are empty. Its password is never shown.
+        #[arg(long, env = "SWITCHYARD_STORE", hide_env_values = true)]
+        to: StoreUrl,
+        /// Folder of the embedded store to copy (as for `run`).
+        #[arg(long, env = "SWITCHYARD_DATA", default_value = "data")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,7 +153,38 @@ async fn dispatch(command: Command) -> Result<()> {
             println!("replayed {} dead letters of {plugin}", replayed?);
             Ok(())
         }
+        Command::Store(StoreCommand::Copy { to, data }) => copy_store(&to, &data).await,
     }
+}
+
+/// `switchyard store copy`: the embedded store of `data` into `to`.
+async fn copy_store(to: &StoreUrl, data: &std::path::Path) -> Result<()> {
+    let target = to.location(data)?;
+    if !matches!(target, Location::Postgres(_)) {
+        anyhow::bail!(
+            "--to must be a postgres:// or postgresql:// URL: the embedded store is what is copied"
+        );
+    }
+    let source = Location::Sqlite(data.to_owned());
+    let file = data.join(switchyard::store::sqlite::FILE);
+    if !file.exists() {
+        anyhow::bail!(
+            "no embedded store at {}: point --data (SWITCHYARD_DATA) at the folder the host used",
+            file.display()
+        );
+    }
+    let from = Store::open(&source)
+        .await
+        .with_context(|| format!("opening {source}"))?;
+    let into = Store::open(&target)
+        .await
+        .with_context(|| format!("opening {target}"))?;
+    let report = from
+        .copy_into(&into)
+        .await
+        .with_context(|| format!("copying {source} into {target}"))?;
+    println!("copied {source} into {target}:\n{report}");
+    Ok(())
 }
 
 async fn connect(config: &Config) -> Result<lapin::Connection> {
