@@ -4,7 +4,7 @@
 //! - `build`  host + every plugin; shipped plugins land in `plugins/<name>.wasm`,
 //!   test fixtures in `target/test-plugins/<name>.wasm`
 //! - `run`    build (release), start the demo upstreams and the host (broker or embedded bus)
-//! - `test`   build the plugins, make sure a broker is reachable, run all tests
+//! - `test`   build the plugins, make sure a broker and PostgreSQL are reachable, run all tests
 //! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, or both)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
@@ -27,6 +27,9 @@ const FIXTURES: &[&str] = &["counter", "relay", "not-a-transformer"];
 /// hot-reload tests swap in: `target/test-plugins/<name>-variant.wasm`.
 const VARIANTS: &[&str] = &["merge", "relay", "counter", "crm-producer"];
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The PostgreSQL server the store tests make their databases on (as the
+/// host's store suite reads `SWITCHYARD_TEST_POSTGRES`).
+const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -221,6 +224,63 @@ fn ensure_broker() -> Result<()> {
     )
 }
 
+/// `host:port` of a PostgreSQL URL (5432 when none is given).
+fn postgres_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    }
+}
+
+/// Makes sure PostgreSQL answers where the store tests look for it: starts
+/// an installed local cluster (Debian's `pg_ctlcluster`) when none runs,
+/// otherwise says how to get one. The tests never skip without it.
+fn ensure_postgres() -> Result<()> {
+    let url =
+        std::env::var("SWITCHYARD_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
+    let address = postgres_address(&url);
+    if reachable(&address) {
+        return Ok(());
+    }
+    let local = address.starts_with("127.0.0.1:") || address.starts_with("localhost:");
+    let versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if local && !versions.is_empty() {
+        for version in &versions {
+            eprintln!("xtask: starting the installed PostgreSQL {version} cluster `main`");
+            let _ = Command::new("pg_ctlcluster")
+                .args(["--skip-systemctl-redirect", version, "main", "start"])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if reachable(&address) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    bail!(
+        "PostgreSQL is not reachable at {address} (from SWITCHYARD_TEST_POSTGRES or the default \
+         {DEFAULT_TEST_POSTGRES}); the store tests need it and are never skipped.\n\
+         Get one and try again:\n\
+         \x20 Debian/Ubuntu: sudo apt-get install postgresql && \
+         sudo pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
+         \x20 Docker:        docker run -d --name postgres -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:15\n\
+         \x20 The tests log in as `postgres` over TCP without a password (trust on 127.0.0.1), \
+         or set SWITCHYARD_TEST_POSTGRES to postgres://user:password@host:5432 (a user that may create databases)."
+    )
+}
+
 /// The whole flow on one machine: the demo CRM (8001) and inventory
 /// (8002), and the host (8003) whose producers poll them. With `AMQP_URL`
 /// set the broker must answer; without it the host uses a local broker if
@@ -258,6 +318,7 @@ fn run(args: &[String]) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     build_plugins()?;
     ensure_broker()?;
+    ensure_postgres()?;
     let mut cargo_args = vec![
         "test",
         "-p",
@@ -327,7 +388,17 @@ fn lint() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::broker_address;
+    use super::{broker_address, postgres_address};
+
+    #[test]
+    fn postgres_address_comes_from_the_url() {
+        assert_eq!(
+            postgres_address("postgres://postgres@127.0.0.1:5432"),
+            "127.0.0.1:5432"
+        );
+        assert_eq!(postgres_address("postgres://u:p@db/sy?x=1"), "db:5432");
+        assert_eq!(postgres_address("postgresql://db:5433"), "db:5433");
+    }
 
     #[test]
     fn broker_address_comes_from_the_url() {
