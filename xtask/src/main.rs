@@ -271,6 +271,8 @@ fn test(args: &[String]) -> Result<()> {
         "-p",
         "switchyard-feed",
         "-p",
+        "switchyard-instant",
+        "-p",
         "xtask",
     ];
     cargo_args.extend(args.iter().map(String::as_str));
@@ -307,6 +309,8 @@ fn lint() -> Result<()> {
         "switchyard-demo",
         "-p",
         "switchyard-feed",
+        "-p",
+        "switchyard-instant",
         "--all-targets",
         "--",
         "-D",
