@@ -175,14 +175,14 @@ struct InventoryUpdated<'a> {
 /// Alternating customer and inventory events over [`ENTITIES`] customers
 /// and products, with unique ids and timestamps one millisecond apart.
 fn generate_events(n: usize) -> Vec<Message> {
-    let start_ms = switchyard_merge::timestamp::Instant::parse("2026-11-24T08:00:00Z")
+    let start_ms = switchyard_instant::Instant::parse("2026-11-24T08:00:00Z")
         .expect("a valid instant")
         .secs() as u64
         * 1000;
     (0..n)
         .map(|i| {
             let event_id = format!("00000000-0000-4000-8000-{i:012x}");
-            let timestamp = switchyard_merge::timestamp::format_millis(start_ms + i as u64);
+            let timestamp = switchyard_instant::format_millis(start_ms + i as u64);
             let entity = (i / 2) % ENTITIES;
             let (routing_key, body) = if i % 2 == 0 {
                 let (id, name) = (format!("c{entity}"), format!("customer-{entity:04}"));

@@ -19,7 +19,9 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
+};
 
 use crate::config::{Config, redact_url};
 
@@ -233,6 +235,12 @@ impl Publisher {
     /// Publishes every message (all in flight at once) and waits for the
     /// broker's confirms. Fails if any is nacked.
     pub async fn publish_all(&self, messages: &[Outgoing]) -> Result<()> {
+        confirmed(self.send_all(messages).await?).await
+    }
+
+    /// Publishes every message without waiting for the confirms, which the
+    /// caller awaits with [`confirmed`].
+    pub async fn send_all(&self, messages: &[Outgoing]) -> Result<Vec<PublisherConfirm>> {
         let mut confirms = Vec::with_capacity(messages.len());
         for m in messages {
             let confirm = self
@@ -248,16 +256,22 @@ impl Publisher {
                 .with_context(|| format!("publishing to {:?}", m.exchange))?;
             confirms.push(confirm);
         }
-        for confirmation in try_join_all(confirms)
-            .await
-            .context("awaiting publisher confirms")?
-        {
-            if confirmation.is_nack() {
-                bail!("the broker refused a message (nack)");
-            }
-        }
-        Ok(())
+        Ok(confirms)
     }
+}
+
+/// Waits for the broker's confirms of messages sent by
+/// [`Publisher::send_all`]. Fails if any is nacked.
+pub async fn confirmed(confirms: Vec<PublisherConfirm>) -> Result<()> {
+    for confirmation in try_join_all(confirms)
+        .await
+        .context("awaiting publisher confirms")?
+    {
+        if confirmation.is_nack() {
+            bail!("the broker refused a message (nack)");
+        }
+    }
+    Ok(())
 }
 
 /// Whether the broker is reachable, for `/health`.

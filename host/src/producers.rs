@@ -5,18 +5,23 @@
 //! events the broker does not confirm, commits nothing: the next poll
 //! starts from the same state and emits the same events, with the same ids.
 //!
+//! A poll may hand events over while it runs (the `publish` import, for
+//! walks over large upstreams): they are published with confirms at once,
+//! and count as the poll's events; its state still commits only at the end.
+//!
 //! Producers hot-reload like transformers: each poll runs on the version
 //! current when it starts. With the embedded bus, a poll's events are
 //! applied by the transformers in-process before its state is committed.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use lapin::Connection;
+use anyhow::{Context, Result, anyhow, bail};
 use lapin::types::{FieldTable, ShortString};
+use lapin::{Connection, PublisherConfirm};
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,8 +31,10 @@ use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
 use crate::config::Config;
 use crate::embedded::{self, EmbeddedBus};
 use crate::headers;
-use crate::plugins::bindings::ProducedEvent;
-use crate::plugins::{LoadedPlugin, PluginRegistry, PluginSlot};
+use crate::plugins::bindings::{ProducedEvent, PublishSink};
+use crate::plugins::{
+    CallError, LoadedPlugin, POLL_TIMEOUT_SETTING, PluginRegistry, PluginSlot, PollRecord,
+};
 use crate::store::{BatchCommit, Store, now_ms};
 
 /// Runs one poll loop per loaded producer, following the registry.
@@ -110,7 +117,99 @@ impl Scheduler {
 /// when publishing fails (the next poll opens new ones).
 struct Link {
     connection: Connection,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
+}
+
+/// Chunks of a poll's events that may wait for their confirms while the
+/// poll goes on (the broker confirms persistent messages after writing
+/// them to disk: waiting for each chunk would stall the walk).
+const UNCONFIRMED_CHUNKS: usize = 4;
+
+/// Where one poll's events go: the broker, with confirms, or the embedded
+/// bus. Used from the poll's blocking thread, for the events the plugin
+/// publishes as it goes and for those it returns.
+#[derive(Clone)]
+enum Sink {
+    Broker {
+        publisher: Arc<Publisher>,
+        runtime: tokio::runtime::Handle,
+        exchange: String,
+        plugin: String,
+        /// Confirms still to come, a chunk of events each, oldest first.
+        unconfirmed: Arc<Mutex<VecDeque<Vec<PublisherConfirm>>>>,
+    },
+    Bus(Arc<EmbeddedBus>),
+}
+
+impl Sink {
+    /// Publishes (or applies) `events`, checked; blocking. Their confirms
+    /// may still be on the way: see [`Sink::confirmed`].
+    fn send(&self, events: &[ProducedEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let messages = events.iter().map(checked).collect::<Result<Vec<_>>>()?;
+        match self {
+            Sink::Bus(bus) => {
+                let messages = messages
+                    .iter()
+                    .map(|(key, body)| embedded::message(key, body))
+                    .collect();
+                bus.deliver(messages, None)?;
+            }
+            Sink::Broker {
+                publisher,
+                runtime,
+                exchange,
+                plugin,
+                unconfirmed,
+            } => {
+                let outgoing: Vec<Outgoing> = messages
+                    .iter()
+                    .map(|(key, body)| {
+                        let mut table = FieldTable::default();
+                        headers::set_text(&mut table, headers::SOURCE, plugin.clone());
+                        Outgoing::json_event(exchange, key, body.to_string().into_bytes(), table)
+                    })
+                    .collect();
+                // Only this poll's thread uses the queue.
+                let mut waiting = unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+                runtime
+                    .block_on(async {
+                        waiting.push_back(publisher.send_all(&outgoing).await?);
+                        while waiting.len() > UNCONFIRMED_CHUNKS {
+                            let oldest = waiting.pop_front().expect("more than zero");
+                            broker::confirmed(oldest).await?;
+                        }
+                        Ok::<_, anyhow::Error>(())
+                    })
+                    .context("publishing the poll's events")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every event sent is confirmed; blocking.
+    fn confirmed(&self) -> Result<()> {
+        if let Sink::Broker {
+            runtime,
+            unconfirmed,
+            ..
+        } = self
+        {
+            let waiting =
+                std::mem::take(&mut *unconfirmed.lock().unwrap_or_else(|p| p.into_inner()));
+            runtime
+                .block_on(async {
+                    for chunk in waiting {
+                        broker::confirmed(chunk).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                })
+                .context("publishing the poll's events")?;
+        }
+        Ok(())
+    }
 }
 
 /// One producer's poll loop.
@@ -130,13 +229,26 @@ impl Poller {
                 break; // replaced by a transformer: the pipeline takes over
             };
             let started = now_ms();
-            match self.poll_once(&version).await {
+            let result = self.poll_once(&version).await;
+            if result.is_err()
+                && let Some(link) = self.link.take()
+            {
+                let _ = link
+                    .connection
+                    .close(200, ShortString::from("failed"))
+                    .await;
+            }
+            match result {
                 Ok(published) => {
+                    let took_ms = now_ms() - started;
                     self.slot.counters.polls.fetch_add(1, Relaxed);
-                    self.slot.counters.published.fetch_add(published, Relaxed);
-                    self.slot.clear_poll_error();
+                    self.slot.poll_succeeded(PollRecord {
+                        at_ms: now_ms(),
+                        took_ms,
+                        published,
+                    });
                     if published > 0 {
-                        tracing::info!(published, took_ms = now_ms() - started, "poll published");
+                        tracing::info!(published, took_ms, "poll published");
                     }
                 }
                 Err(e) => {
@@ -153,107 +265,91 @@ impl Poller {
             }
         }
         if let Some(link) = self.link.take() {
-            link.publisher.close().await;
+            if let Some(publisher) = Arc::into_inner(link.publisher) {
+                publisher.close().await;
+            }
             let _ = link.connection.close(200, ShortString::from("bye")).await;
         }
     }
 
-    /// Polls, publishes with confirms, then commits the poll's state
-    /// writes; returns how many events were published.
+    /// Polls (the plugin publishing as it goes), publishes what the poll
+    /// returns, then commits the poll's state writes; returns how many
+    /// events were published.
     async fn poll_once(&mut self, version: &Arc<LoadedPlugin>) -> Result<u64> {
-        let (slot, polled) = (Arc::clone(&self.slot), Arc::clone(version));
-        let (events, writes) = tokio::task::spawn_blocking(move || {
+        let sink = self.sink().await?;
+        let published = Arc::new(AtomicU64::new(0));
+        let (slot, polled, counted) = (
+            Arc::clone(&self.slot),
+            Arc::clone(version),
+            Arc::clone(&published),
+        );
+        let during = sink.clone();
+        let publish: PublishSink = Box::new(move |events| {
+            during.send(&events).map_err(|e| format!("{e:#}"))?;
+            counted.fetch_add(events.len() as u64, Relaxed);
+            Ok(())
+        });
+        let limit = version.poll_timeout().context("not a producer")?;
+        let writes = tokio::task::spawn_blocking(move || {
             let mut instance = polled.producer().context("not a producer")?;
             instance.sync_cache(slot.state_generation());
             // A failed poll discards its own writes (`Instance::poll`).
-            let events = instance.poll()?;
-            Ok::<_, anyhow::Error>((events, instance.take_state_writes()))
+            let events = instance.poll(publish, limit).map_err(|e| match e {
+                CallError::Timeout => anyhow!(
+                    "the poll stopped: no progress (HTTP or publish) for a whole plugin \
+                     deadline, or longer than {POLL_TIMEOUT_SETTING} ({} ms)",
+                    limit.as_millis()
+                ),
+                other => anyhow!(other),
+            })?;
+            let writes = instance.take_state_writes();
+            sink.send(&events)?;
+            sink.confirmed()?;
+            Ok::<_, anyhow::Error>((writes, events.len() as u64))
         })
         .await
-        .context("poll worker panicked")??;
-        let messages = events
-            .iter()
-            .map(|e| self.checked(e))
-            .collect::<Result<Vec<_>>>()?;
-        if !messages.is_empty() {
-            match &self.bus {
-                Some(bus) => {
-                    let bus = Arc::clone(bus);
-                    let messages = messages
-                        .iter()
-                        .map(|(key, body)| embedded::message(key, body))
-                        .collect();
-                    tokio::task::spawn_blocking(move || bus.deliver(messages, None))
-                        .await
-                        .context("bus worker panicked")??;
-                }
-                None => {
-                    let outgoing: Vec<Outgoing> =
-                        messages.iter().map(|(k, b)| self.outgoing(k, b)).collect();
-                    self.publish(&outgoing).await?;
-                }
-            }
+        .context("poll worker panicked");
+        let (writes, returned) = match writes {
+            Ok(result) => result,
+            Err(e) => Err(e),
         }
+        .inspect_err(|_| {
+            let n = published.load(Relaxed);
+            self.slot.counters.published.fetch_add(n, Relaxed);
+        })?;
+        let published = published.load(Relaxed) + returned;
+        self.slot.counters.published.fetch_add(published, Relaxed);
         if !writes.is_empty() {
             let (db, slot, version) =
                 (self.db.clone(), Arc::clone(&self.slot), Arc::clone(version));
             tokio::task::spawn_blocking(move || {
                 let _writer = slot.writer();
+                let batch = BatchCommit {
+                    plugin: slot.name.clone(),
+                    version: version.sha256.clone(),
+                    state: writes,
+                    ..BatchCommit::default()
+                };
                 db.blocking()
-                    .commit_batch(&BatchCommit {
-                        plugin: slot.name.clone(),
-                        version: version.sha256.clone(),
-                        state: writes.clone(),
-                        ..BatchCommit::default()
-                    })
+                    .commit_batch(&batch)
                     .context("committing the producer's state")?;
                 let generation = slot.state_committed();
                 if let Some(mut instance) = version.producer() {
-                    instance.state_committed(writes, generation);
+                    instance.state_committed(batch.state, generation);
                 }
                 Ok::<_, anyhow::Error>(())
             })
             .await
             .context("store worker panicked")??;
         }
-        Ok(messages.len() as u64)
+        Ok(published)
     }
 
-    /// The event's routing key and body, its `eventId` the event's id.
-    fn checked(&self, event: &ProducedEvent) -> Result<(String, Value)> {
-        if event.id.is_empty() || event.routing_key.is_empty() {
-            bail!("the plugin produced an event without an id or routing key");
+    /// Where this poll's events go; opens the broker link if needed.
+    async fn sink(&mut self) -> Result<Sink> {
+        if let Some(bus) = &self.bus {
+            return Ok(Sink::Bus(Arc::clone(bus)));
         }
-        let mut body = match serde_json::from_str::<Value>(&event.body) {
-            Ok(Value::Object(body)) => body,
-            _ => bail!("event {:?}: the body is not a JSON object", event.id),
-        };
-        match body.get("eventId") {
-            None => {
-                body.insert("eventId".into(), Value::String(event.id.clone()));
-            }
-            Some(Value::String(id)) if *id == event.id => {}
-            Some(other) => bail!(
-                "event {:?}: the body's eventId {other} differs from the event's id",
-                event.id
-            ),
-        }
-        Ok((event.routing_key.clone(), Value::Object(body)))
-    }
-
-    /// The event as the existing producers send it.
-    fn outgoing(&self, routing_key: &str, body: &Value) -> Outgoing {
-        let mut table = FieldTable::default();
-        headers::set_text(&mut table, headers::SOURCE, self.slot.name.clone());
-        Outgoing::json_event(
-            &self.config.exchange,
-            routing_key,
-            body.to_string().into_bytes(),
-            table,
-        )
-    }
-
-    async fn publish(&mut self, messages: &[Outgoing]) -> Result<()> {
         if self.link.is_none() {
             let name = format!(
                 "{} producer {}",
@@ -269,22 +365,41 @@ impl Poller {
             let channel = connection.create_channel().await?;
             broker::declare_exchange(&channel, &self.config.exchange).await?;
             let _ = channel.close(200, ShortString::from("declared")).await;
-            let publisher = Publisher::open(&connection).await?;
+            let publisher = Arc::new(Publisher::open(&connection).await?);
             self.link = Some(Link {
                 connection,
                 publisher,
             });
         }
         let link = self.link.as_ref().expect("opened above");
-        let published = link.publisher.publish_all(messages).await;
-        if published.is_err()
-            && let Some(link) = self.link.take()
-        {
-            let _ = link
-                .connection
-                .close(200, ShortString::from("failed"))
-                .await;
-        }
-        published.context("publishing the poll's events")
+        Ok(Sink::Broker {
+            publisher: Arc::clone(&link.publisher),
+            runtime: tokio::runtime::Handle::current(),
+            exchange: self.config.exchange.clone(),
+            plugin: self.slot.name.clone(),
+            unconfirmed: Arc::default(),
+        })
     }
+}
+
+/// The event's routing key and body, its `eventId` the event's id.
+fn checked(event: &ProducedEvent) -> Result<(String, Value)> {
+    if event.id.is_empty() || event.routing_key.is_empty() {
+        bail!("the plugin produced an event without an id or routing key");
+    }
+    let mut body = match serde_json::from_str::<Value>(&event.body) {
+        Ok(Value::Object(body)) => body,
+        _ => bail!("event {:?}: the body is not a JSON object", event.id),
+    };
+    match body.get("eventId") {
+        None => {
+            body.insert("eventId".into(), Value::String(event.id.clone()));
+        }
+        Some(Value::String(id)) if *id == event.id => {}
+        Some(other) => bail!(
+            "event {:?}: the body's eventId {other} differs from the event's id",
+            event.id
+        ),
+    }
+    Ok((event.routing_key.clone(), Value::Object(body)))
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::broker_lock::{BrokerLock, BrokerStopped};
 use common::process::ChildHost;
-use common::{TestHost, eventually};
+use common::{TestHost, documents, eventually, producer_stat};
 use serde_json::{Value, json};
 use switchyard::Config;
 use tokio_rustls::TlsAcceptor;
@@ -110,18 +110,6 @@ impl Drop for Upstreams {
     }
 }
 
-/// Every document of a collection, by key.
-async fn documents(get: impl AsyncFn(&str) -> (u16, Value), collection: &str) -> Vec<Value> {
-    let (status, page) = get(&format!("/analytics/collections/{collection}?limit=1000")).await;
-    assert_eq!(status, 200, "{page}");
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["document"].clone())
-        .collect()
-}
-
 /// The analytics store holds exactly the upstream's customers.
 async fn assert_same_customers(host: &TestHost, upstreams: &Upstreams) {
     let stored = documents(async |p| host.get(p).await, "customers").await;
@@ -132,23 +120,6 @@ async fn assert_same_customers(host: &TestHost, upstreams: &Upstreams) {
             assert_eq!(doc[field], record[field], "{doc} vs {record}");
         }
     }
-}
-
-fn producer_stat(plugin: &Value, field: &str) -> u64 {
-    plugin["producer"][field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{plugin}"))
-}
-
-/// Waits for `n` more polls of `plugin` than it has made now.
-async fn wait_polls(host: &TestHost, plugin: &str, n: u64) {
-    let start = producer_stat(&host.plugin(plugin).await, "polls");
-    eventually(
-        &format!("{n} polls of {plugin}"),
-        Duration::from_secs(20),
-        || async { producer_stat(&host.plugin(plugin).await, "polls") >= start + n },
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,8 +143,8 @@ async fn producers_publish_what_changed_once_and_the_analytics_api_follows_the_u
     assert_eq!(products.len() as u64, sample_products);
 
     // Unchanged re-polls publish nothing.
-    wait_polls(&host, "crm-producer", 3).await;
-    wait_polls(&host, "inventory-producer", 3).await;
+    host.wait_polls("crm-producer", 3).await;
+    host.wait_polls("inventory-producer", 3).await;
     assert_eq!(
         producer_stat(&host.plugin("crm-producer").await, "events_published"),
         sample_customers
@@ -197,7 +168,7 @@ async fn producers_publish_what_changed_once_and_the_analytics_api_follows_the_u
             && host.get("/analytics/collections/customers/c2").await.1["name"] == "Bruno K."
     })
     .await;
-    wait_polls(&host, "crm-producer", 2).await;
+    host.wait_polls("crm-producer", 2).await;
     assert_eq!(
         producer_stat(&host.plugin("crm-producer").await, "events_published"),
         sample_customers + 2
@@ -218,8 +189,8 @@ async fn producers_publish_what_changed_once_and_the_analytics_api_follows_the_u
     let applied = host.applied_in_store("merge");
     host.restart().await;
     host.wait_healthy().await;
-    wait_polls(&host, "crm-producer", 3).await;
-    wait_polls(&host, "inventory-producer", 3).await;
+    host.wait_polls("crm-producer", 3).await;
+    host.wait_polls("inventory-producer", 3).await;
     for p in ["crm-producer", "inventory-producer"] {
         assert_eq!(
             producer_stat(&host.plugin(p).await, "events_published"),
@@ -333,7 +304,7 @@ async fn the_embedded_bus_runs_the_whole_flow_without_a_broker() {
     // nothing new, and nothing is applied twice.
     host.restart().await;
     host.wait_healthy().await;
-    wait_polls(&host, "crm-producer", 3).await;
+    host.wait_polls("crm-producer", 3).await;
     assert_eq!(host.applied_in_store("merge"), customers + products + 1);
     let (_, data) = host.get("/analytics/data?limit=1000").await;
     assert_eq!(data["items"].as_array().unwrap().len() as u64, customers);
@@ -361,7 +332,7 @@ async fn a_producer_reloaded_while_polling_keeps_its_state() {
     })
     .await;
     // The new version starts from the committed state: nothing again...
-    wait_polls(&host, "crm-producer", 3).await;
+    host.wait_polls("crm-producer", 3).await;
     let plugin = host.plugin("crm-producer").await;
     assert_eq!(plugin["reloads"], 1);
     assert_eq!(producer_stat(&plugin, "events_published"), customers);

@@ -5,7 +5,7 @@
 //!   test fixtures in `target/test-plugins/<name>.wasm`
 //! - `run`    build (release), start the demo upstreams and the host (broker or embedded bus)
 //! - `test`   build the plugins, make sure a broker and PostgreSQL are reachable, run all tests
-//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, or both)
+//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, or all)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
 mod stack;
@@ -332,18 +332,20 @@ fn test(args: &[String]) -> Result<()> {
         "-p",
         "switchyard-feed",
         "-p",
+        "switchyard-instant",
+        "-p",
         "xtask",
     ];
     cargo_args.extend(args.iter().map(String::as_str));
     cargo(&cargo_args)
 }
 
-/// `cargo xtask bench [throughput|reload]`: one benchmark, or both.
+/// `cargo xtask bench [throughput|reload|producer]`: one benchmark, or all.
 fn bench(which: &[String]) -> Result<()> {
     let benches: Vec<&str> = match which.first().map(String::as_str) {
-        None => vec!["throughput", "reload"],
-        Some(name @ ("throughput" | "reload")) => vec![name],
-        Some(other) => bail!("unknown benchmark {other:?}: throughput or reload"),
+        None => vec!["throughput", "reload", "producer"],
+        Some(name @ ("throughput" | "reload" | "producer")) => vec![name],
+        Some(other) => bail!("unknown benchmark {other:?}: throughput, reload or producer"),
     };
     build_plugins()?;
     ensure_broker()?;
@@ -368,6 +370,8 @@ fn lint() -> Result<()> {
         "switchyard-demo",
         "-p",
         "switchyard-feed",
+        "-p",
+        "switchyard-instant",
         "--all-targets",
         "--",
         "-D",

@@ -1,10 +1,11 @@
 //! The `bindgen!`s of the plugin contract (`wit/`), one per world, and the
 //! host side of its imports: per-plugin state with a read-your-writes
-//! overlay, read-only collections, logging, settings, and (through
-//! [`super::http`]) granted outgoing HTTP. Everything a plugin can reach is
-//! here.
+//! overlay, read-only collections, logging, settings, a producer's
+//! `publish`, and (through [`super::http`]) granted outgoing HTTP.
+//! Everything a plugin can reach is here.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
@@ -12,7 +13,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::access::Grants;
+use super::deadline::{Progress, Renewal};
 use super::http::GrantedHttp;
+use super::warnings::Warnings;
 
 use crate::store::{Store, StoreError};
 
@@ -46,8 +49,13 @@ pub mod producer {
         },
     });
 }
-use producer::switchyard::plugin::settings;
+use producer::switchyard::plugin::{publish, settings};
 pub use producer::{Producer, ProducerPre};
+
+/// Where a producer's `publish` sends events during a poll: blocks until
+/// they are confirmed (or applied, on the embedded bus); the error is the
+/// plugin's to see.
+pub type PublishSink = Box<dyn FnMut(Vec<ProducedEvent>) -> Result<(), String> + Send>;
 
 /// What a plugin call may do to state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +133,7 @@ impl StateOverlay {
 pub struct HostState {
     plugin: String,
     db: Store,
+    warnings: Arc<Warnings>,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     /// Origins this plugin may reach, and its settings (from `--grant` and
@@ -138,13 +147,20 @@ pub struct HostState {
     /// Set when an import failed because the store did: the trap that
     /// follows is a transient failure, not the event's fault.
     pub(crate) store_failure: Option<StoreError>,
+    /// What the call in progress got done outside the guest, and whether
+    /// that renews its deadline.
+    pub(crate) progress: Progress,
+    pub(crate) renewal: Renewal,
+    /// During a poll: where `publish` sends events.
+    pub(crate) publisher: Option<PublishSink>,
 }
 
 impl HostState {
-    pub fn new(plugin: &str, db: Store, memory_bytes: usize) -> Self {
+    pub fn new(plugin: &str, db: Store, warnings: Arc<Warnings>, memory_bytes: usize) -> Self {
         Self {
             plugin: plugin.to_owned(),
             db,
+            warnings,
             // No preopened folders, no environment, no arguments, no sockets.
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
@@ -158,13 +174,22 @@ impl HostState {
             overlay: StateOverlay::default(),
             mode: CallMode::ReadOnly,
             store_failure: None,
+            progress: Progress::default(),
+            renewal: Renewal::none(),
+            publisher: None,
         }
     }
 
     /// A fresh state for a fresh instance of the same plugin: same store,
     /// limits and grants; the overlay (uncommitted writes, cache) moves over.
     pub fn renewed(&mut self, memory_bytes: usize) -> Self {
-        let mut state = Self::new(&self.plugin, self.db.clone(), memory_bytes);
+        let mut state = Self::new(
+            &self.plugin,
+            self.db.clone(),
+            Arc::clone(&self.warnings),
+            memory_bytes,
+        );
+        state.progress = self.progress.clone();
         state.granted = self.granted.clone();
         state.settings = self.settings.clone();
         state.overlay = std::mem::take(&mut self.overlay);
@@ -181,6 +206,7 @@ impl HostState {
             plugin: self.plugin.clone(),
             origins: grants.origins,
             tls: grants.tls,
+            progress: self.progress.clone(),
         };
         self.settings = grants.settings;
     }
@@ -232,6 +258,21 @@ impl settings::Host for HostState {
 }
 
 impl types::Host for HostState {}
+
+impl publish::Host for HostState {
+    fn publish(&mut self, events: Vec<ProducedEvent>) -> wasmtime::Result<Result<(), String>> {
+        if self.mode != CallMode::Handle {
+            return Ok(Err("publish is only allowed during poll".into()));
+        }
+        let Some(sink) = self.publisher.as_mut() else {
+            return Ok(Err("publish is only allowed during poll".into()));
+        };
+        self.progress.bump();
+        let sent = sink(events);
+        self.progress.bump();
+        Ok(sent)
+    }
+}
 
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
@@ -300,8 +341,14 @@ impl log::Host for HostState {
             Level::Trace => tracing::trace!(plugin, "{message}"),
             Level::Debug => tracing::debug!(plugin, "{message}"),
             Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
+            Level::Warn => {
+                tracing::warn!(plugin, "{message}");
+                self.warnings.note(plugin, &message);
+            }
+            Level::Error => {
+                tracing::error!(plugin, "{message}");
+                self.warnings.note(plugin, &message);
+            }
         }
         Ok(())
     }

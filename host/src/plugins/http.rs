@@ -24,6 +24,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::access::Origin;
+use super::deadline::Progress;
 
 /// Longest a whole request may take, answer included.
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +43,9 @@ pub struct GrantedHttp {
     pub origins: Vec<Origin>,
     /// How `https://` answers are verified; `None` refuses https.
     pub tls: Option<Arc<ClientConfig>>,
+    /// Bumped by each request sent and each piece of an answer received:
+    /// a poll waiting on an upstream is making progress.
+    pub progress: Progress,
 }
 
 impl GrantedHttp {
@@ -77,15 +81,18 @@ impl WasiHttpHooks for GrantedHttp {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         tracing::debug!(plugin = %self.plugin, uri = %request.uri(), "outgoing HTTP request");
+        self.progress.bump();
         let options = clamp(options);
-        let (plugin, tls) = (self.plugin.clone(), self.tls.clone());
+        let (plugin, tls, progress) =
+            (self.plugin.clone(), self.tls.clone(), self.progress.clone());
         Box::new(async move {
             let deadline = tokio::time::Instant::now() + TOTAL_TIMEOUT;
             let sent = send(&plugin, request, options, tls);
             let (response, io) = tokio::time::timeout_at(deadline, sent)
                 .await
                 .map_err(|_| HttpError::ConnectionReadTimeout)??;
-            let response = response.map(|body| DeadlineBody::new(body, deadline).boxed_unsync());
+            let response =
+                response.map(|body| DeadlineBody::new(body, deadline, progress).boxed_unsync());
             Ok((response, io))
         })
     }
@@ -178,17 +185,20 @@ fn tls_error(e: &std::io::Error) -> HttpError {
     }
 }
 
-/// Ends an answer's body with a timeout error at a fixed instant.
+/// Ends an answer's body with a timeout error at a fixed instant, and
+/// counts each piece that arrives as progress.
 struct DeadlineBody {
     inner: WasiBody,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    progress: Progress,
 }
 
 impl DeadlineBody {
-    fn new(inner: WasiBody, deadline: tokio::time::Instant) -> Self {
+    fn new(inner: WasiBody, deadline: tokio::time::Instant, progress: Progress) -> Self {
         Self {
             inner,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            progress,
         }
     }
 }
@@ -202,6 +212,7 @@ impl http_body::Body for DeadlineBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            self.progress.bump();
             return Poll::Ready(frame);
         }
         match self.sleep.as_mut().poll(cx) {

@@ -8,8 +8,9 @@ use wasmtime::{Engine, Store};
 use super::access::Grants;
 use super::bindings::{
     Action, CallMode, Event, HandleError, HostState, ProducedEvent, Producer, ProducerInfo,
-    ProducerPre, Transformer, TransformerPre, ViewPage,
+    ProducerPre, PublishSink, Transformer, TransformerPre, ViewPage,
 };
+use super::deadline::Renewal;
 
 /// What an [`Instance`] needs of a world's generated bindings: how to
 /// instantiate them from their pre-instance.
@@ -116,6 +117,7 @@ impl<W: World> Instance<W> {
         let data = self.store.data_mut();
         data.mode = mode;
         data.store_failure = None;
+        data.renewal = Renewal::none();
     }
 
     /// Turns a wasmtime error into a [`CallError`] and, since the instance
@@ -198,11 +200,24 @@ impl Instance<Producer> {
         }
     }
 
-    /// One poll. Its state writes wait in the batch overlay for
-    /// [`Instance::take_state_writes`]; a failed poll's are discarded.
-    pub fn poll(&mut self) -> Result<Vec<ProducedEvent>, CallError> {
+    /// One poll, whose `publish` calls go to `sink` and which may run up
+    /// to `limit` while it makes progress. Its state writes wait in the
+    /// batch overlay for [`Instance::take_state_writes`]; a failed poll's
+    /// are discarded.
+    pub fn poll(
+        &mut self,
+        sink: PublishSink,
+        limit: std::time::Duration,
+    ) -> Result<Vec<ProducedEvent>, CallError> {
         self.arm(CallMode::Handle);
-        let result = match self.bindings.call_poll(&mut self.store) {
+        let data = self.store.data_mut();
+        data.renewal = Renewal::on_progress(&data.progress, self.deadline_ticks, limit);
+        data.publisher = Some(sink);
+        let called = self.bindings.call_poll(&mut self.store);
+        let data = self.store.data_mut();
+        data.publisher = None;
+        data.renewal = Renewal::none();
+        let result = match called {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(reason)) => Err(CallError::Retry(reason)),
             Err(e) => Err(self.failed(e)),
@@ -256,7 +271,7 @@ fn instantiate<W: World>(
 ) -> anyhow::Result<(Store<HostState>, W)> {
     let mut store = Store::new(W::engine(pre), state);
     store.limiter(|s| &mut s.limits);
-    store.epoch_deadline_trap();
+    store.epoch_deadline_callback(|mut store| Ok(store.data_mut().renewal.on_deadline()));
     // Instantiation runs the component's start code: it gets a deadline too.
     store.set_epoch_deadline(deadline_ticks);
     let bindings = W::instantiate(pre, &mut store)

@@ -7,10 +7,12 @@
 pub mod access;
 pub mod bindings;
 pub mod cache;
+pub mod deadline;
 pub mod http;
 pub mod instance;
 pub mod registry;
 pub mod tls;
+pub mod warnings;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use bindings::{HostState, Producer, ProducerPre, Transformer, TransformerPre};
 use cache::{CompileCache, Source};
 pub use instance::{CallError, Instance};
 pub use registry::{LoadFailure, PluginRegistry};
+use warnings::Warnings;
 
 /// How often the epoch advances; plugin deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -38,6 +41,11 @@ pub const PRODUCER_WORLD: &str = "producer";
 
 /// A producer setting the host reads itself: overrides the poll interval.
 pub const POLL_INTERVAL_SETTING: &str = "poll-interval-ms";
+/// A producer setting the host reads itself: the longest a poll may run
+/// while it makes progress (see [`deadline`]).
+pub const POLL_TIMEOUT_SETTING: &str = "poll-timeout-ms";
+/// How long a poll may run, making progress, unless `poll-timeout-ms` says.
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The shortest poll interval a producer may ask for.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -50,6 +58,7 @@ pub struct PluginEngine {
     db: Store,
     cache: Option<CompileCache>,
     access: Access,
+    warnings: Arc<Warnings>,
     deadline_ticks: u64,
     memory_bytes: usize,
 }
@@ -78,8 +87,12 @@ impl PluginEngine {
         // Linked for every plugin; refused unless granted (`plugins::http`).
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         Transformer::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-        // The producer world's only import of its own; the rest is shared.
+        // The producer world's imports of its own; the rest is shared.
         bindings::producer::switchyard::plugin::settings::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        bindings::producer::switchyard::plugin::publish::add_to_linker::<_, HasSelf<HostState>>(
             &mut linker,
             |s| s,
         )?;
@@ -98,12 +111,18 @@ impl PluginEngine {
         Ok(Self {
             cache: cache_dir.map(|dir| CompileCache::new(dir, &engine)),
             access,
+            warnings: Arc::default(),
             engine,
             linker,
             db,
             deadline_ticks,
             memory_bytes,
         })
+    }
+
+    /// The last warning each plugin logged.
+    pub fn warnings(&self) -> &Warnings {
+        &self.warnings
     }
 
     /// Compiles (or takes from the cache), links, instantiates and describes
@@ -124,8 +143,13 @@ impl PluginEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("does not implement the world switchyard:plugin/transformer@0.1.0 or producer@0.1.0: it imports what the host does not offer")?;
-        let state = HostState::new("", self.db.clone(), self.memory_bytes);
+            .context("does not implement the world switchyard:plugin/transformer@0.1.x or producer@0.1.x: it imports what the host does not offer")?;
+        let state = HostState::new(
+            "",
+            self.db.clone(),
+            Arc::clone(&self.warnings),
+            self.memory_bytes,
+        );
         let (info, world, runtime) = match TransformerPre::new(linked.clone()) {
             Ok(pre) => {
                 let mut instance: Instance<Transformer> =
@@ -150,7 +174,7 @@ impl PluginEngine {
             Err(not_transformer) => {
                 let pre = ProducerPre::new(linked).map_err(|_| {
                     anyhow::Error::from(not_transformer).context(
-                        "does not implement the world switchyard:plugin/transformer@0.1.0 or producer@0.1.0",
+                        "does not implement the world switchyard:plugin/transformer@0.1.x or producer@0.1.x",
                     )
                 })?;
                 let mut instance: Instance<Producer> =
@@ -168,6 +192,14 @@ impl PluginEngine {
                     None => u64::from(described.poll_interval_ms),
                 };
                 let interval = Duration::from_millis(interval_ms);
+                let poll_timeout = match grants.settings.get(POLL_TIMEOUT_SETTING) {
+                    Some(ms) => Duration::from_millis(ms.parse().with_context(|| {
+                        format!(
+                            "setting {POLL_TIMEOUT_SETTING}={ms:?} is not a number of milliseconds"
+                        )
+                    })?),
+                    None => DEFAULT_POLL_TIMEOUT,
+                };
                 instance.set_name(&described.name, grants);
                 let info = bindings::PluginInfo {
                     name: described.name,
@@ -178,6 +210,7 @@ impl PluginEngine {
                 let runtime = Runtime::Producer {
                     instance: Mutex::new(instance),
                     interval: interval.max(MIN_POLL_INTERVAL),
+                    poll_timeout,
                 };
                 (info, PRODUCER_WORLD, runtime)
             }
@@ -203,6 +236,7 @@ enum Runtime {
     Producer {
         instance: Mutex<Instance<Producer>>,
         interval: Duration,
+        poll_timeout: Duration,
     },
 }
 
@@ -295,6 +329,14 @@ impl LoadedPlugin {
         }
     }
 
+    /// The longest a producer's poll may run while it makes progress.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match self.runtime {
+            Runtime::Producer { poll_timeout, .. } => Some(poll_timeout),
+            Runtime::Transformer(_) => None,
+        }
+    }
+
     pub fn serves_view(&self, view: &str) -> bool {
         self.info.views.iter().any(|v| v == view)
     }
@@ -335,6 +377,19 @@ pub struct PluginSlot {
     outbox_pending: AtomicBool,
     /// A producer's last failed poll, until one succeeds: why, and when.
     poll_error: Mutex<Option<(String, i64)>>,
+    /// A producer's last successful poll.
+    last_poll: Mutex<Option<PollRecord>>,
+}
+
+/// A successful poll, as `GET /plugins` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PollRecord {
+    /// When it ended (Unix ms).
+    pub at_ms: i64,
+    /// How long it took, publishing and the state commit included.
+    pub took_ms: i64,
+    /// Events it published.
+    pub published: u64,
 }
 
 impl PluginSlot {
@@ -348,6 +403,7 @@ impl PluginSlot {
             reloads: AtomicU64::new(0),
             outbox_pending: AtomicBool::new(false),
             poll_error: Mutex::new(None),
+            last_poll: Mutex::new(None),
         }
     }
 
@@ -355,8 +411,15 @@ impl PluginSlot {
         *self.poll_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((error, now_ms()));
     }
 
-    pub fn clear_poll_error(&self) {
+    /// A poll succeeded: no error to show, and this was it.
+    pub fn poll_succeeded(&self, poll: PollRecord) {
         *self.poll_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.last_poll.lock().unwrap_or_else(|p| p.into_inner()) = Some(poll);
+    }
+
+    /// A producer's last successful poll.
+    pub fn last_poll(&self) -> Option<PollRecord> {
+        *self.last_poll.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A producer's last failed poll (reason, Unix ms), until one succeeds.

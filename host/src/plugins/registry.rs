@@ -74,6 +74,9 @@ pub struct PluginStatus {
     /// The last file content that failed to replace this plugin, until a
     /// good one does.
     pub last_error: Option<LoadFailure>,
+    /// The last warning (or error) the plugin itself logged, and how many
+    /// it logged since the host started.
+    pub last_warning: Option<super::warnings::Warning>,
     /// Producers only: how they poll and how it went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub producer: Option<ProducerStatus>,
@@ -88,6 +91,8 @@ pub struct ProducerStatus {
     pub events_published: u64,
     /// The last failed poll's reason and time, until a poll succeeds.
     pub last_poll_error: Option<PollError>,
+    /// The last successful poll: when, how long it took, what it published.
+    pub last_poll: Option<super::PollRecord>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -385,6 +390,7 @@ impl PluginRegistry {
                     dead_lettered: slot.counters.dead_lettered.load(Relaxed),
                     commits: slot.counters.commits.load(Relaxed),
                     last_error,
+                    last_warning: self.engine.warnings().last(&slot.name),
                     producer: version.poll_interval().map(|interval| ProducerStatus {
                         poll_interval_ms: interval.as_millis() as u64,
                         polls: slot.counters.polls.load(Relaxed),
@@ -393,6 +399,7 @@ impl PluginRegistry {
                         last_poll_error: slot
                             .poll_error()
                             .map(|(error, at_ms)| PollError { error, at_ms }),
+                        last_poll: slot.last_poll(),
                     }),
                 }
             })

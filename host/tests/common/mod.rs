@@ -7,10 +7,12 @@
 //! (to kill it), [`workload`] makes a large event stream with its expected
 //! outcome and publishes it through broker outages, and [`broker_lock`]
 //! keeps tests that need the broker up apart from one that stops it.
+//! [`upstream`] is a REST upstream for producers, scripted by the test.
 #![allow(dead_code)]
 
 pub mod broker_lock;
 pub mod process;
+pub mod upstream;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -235,14 +237,18 @@ impl TestHost {
 
     /// A plugin's entry in `GET /plugins`.
     pub async fn plugin(&self, name: &str) -> Value {
-        let (_, body) = self.get("/plugins").await;
-        body["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("plugin {name} not loaded: {body}"))
+        plugin_entry(&self.get("/plugins").await.1, name)
+    }
+
+    /// Waits for `n` more polls of producer `plugin` than it has made now.
+    pub async fn wait_polls(&self, plugin: &str, n: u64) {
+        let start = producer_stat(&self.plugin(plugin).await, "polls");
+        eventually(
+            &format!("{n} polls of {plugin}"),
+            Duration::from_secs(30),
+            || async { producer_stat(&self.plugin(plugin).await, "polls") >= start + n },
+        )
+        .await;
     }
 
     /// Waits until a plugin has applied and dead-lettered at least these
@@ -442,6 +448,37 @@ pub fn producer_properties() -> BasicProperties {
         .with_content_encoding("UTF-8".into())
         .with_delivery_mode(2)
         .with_headers(headers)
+}
+
+/// Every document of a collection (up to 1000), in key order, read with
+/// `get` (a host's `GET`).
+pub async fn documents(get: impl AsyncFn(&str) -> (u16, Value), collection: &str) -> Vec<Value> {
+    let (status, page) = get(&format!("/analytics/collections/{collection}?limit=1000")).await;
+    assert_eq!(status, 200, "{page}");
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["document"].clone())
+        .collect()
+}
+
+/// A plugin's entry in a `GET /plugins` answer.
+pub fn plugin_entry(plugins: &Value, name: &str) -> Value {
+    plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("plugin {name} not loaded: {plugins}"))
+}
+
+/// A producer's counter (`polls`, `events_published`...) in its entry.
+pub fn producer_stat(plugin: &Value, field: &str) -> u64 {
+    plugin["producer"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no producer.{field} in {plugin}"))
 }
 
 /// Polls `condition` every 50 ms until it holds; panics with `what` after `limit`.

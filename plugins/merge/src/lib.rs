@@ -2,8 +2,6 @@
 //! legacy `analytics.data` events into the `customers` and `products`
 //! collections and serves the merged `{customer, products}` read view.
 //!
-//! - [`timestamp`]: parsing Java `Instant.toString()` text into instants and
-//!   formatting epoch milliseconds; no dependencies.
 //! - [`merge`]: the validation and merge rules and the `data` view, written
 //!   against the [`merge::State`] and [`merge::Collections`] traits so that
 //!   they build, test and benchmark natively.
@@ -11,7 +9,6 @@
 //!   glue from the `switchyard:plugin/transformer` world to [`merge`].
 
 pub mod merge;
-pub mod timestamp;
 
 // The generated export glue is `unsafe`; nothing else in the crate is.
 #[cfg(target_arch = "wasm32")]

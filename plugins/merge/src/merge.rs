@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::timestamp::{self, Instant};
+use switchyard_instant::{self as timestamp, Instant};
 
 /// The plugin's private key-value state (the WIT `state` interface).
 pub trait State {

@@ -2,8 +2,10 @@
 //!
 //! Owns parsing such strings into an [`Instant`] (seconds and nanoseconds
 //! since the Unix epoch, compared as instants, never as text) and formatting
-//! epoch milliseconds back to text. No dependencies: the civil-date
-//! conversions are Howard Hinnant's days-from-civil algorithms.
+//! instants back to text. Shared by the merge plugin (which orders events by
+//! their `timestamp`) and the producers (which stamp events). No
+//! dependencies: the civil-date conversions are Howard Hinnant's
+//! days-from-civil algorithms.
 //!
 //! Accepted: `YYYY-MM-DDTHH:MM:SS`, then an optional `.` with 1 to 9
 //! fractional digits, then `Z` or a numeric offset `+hh:mm` / `-hh:mm`.
@@ -63,6 +65,15 @@ impl Instant {
     /// Nanoseconds within the second, below one billion.
     pub const fn nanos(self) -> u32 {
         self.nanos
+    }
+
+    /// The same instant `ms` milliseconds later.
+    pub const fn plus_millis(self, ms: u64) -> Self {
+        let nanos = self.nanos as u64 + (ms % 1000) * 1_000_000;
+        Self {
+            secs: self.secs + (ms / 1000) as i64 + (nanos / NANOS_PER_SEC as u64) as i64,
+            nanos: (nanos % NANOS_PER_SEC as u64) as u32,
+        }
     }
 
     /// Parses `2026-11-24T08:00:00Z`, `2026-11-24T08:00:00.5Z`,
@@ -148,19 +159,32 @@ impl Instant {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, or with nine fractional digits when the
+/// instant is not a whole millisecond: the text [`Instant::parse`] reads
+/// back as the same instant.
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.secs.div_euclid(SECS_PER_DAY);
+        let of_day = self.secs.rem_euclid(SECS_PER_DAY);
+        let (year, month, day) = civil_from_days(days);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            of_day / 3600,
+            of_day / 60 % 60,
+            of_day % 60
+        )?;
+        if self.nanos.is_multiple_of(1_000_000) {
+            write!(f, ".{:03}Z", self.nanos / 1_000_000)
+        } else {
+            write!(f, ".{:09}Z", self.nanos)
+        }
+    }
+}
+
 /// Formats `ms` milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_millis(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let millis = ms % 1000;
-    let days = secs.div_euclid(SECS_PER_DAY);
-    let of_day = secs.rem_euclid(SECS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    Instant::from_millis(ms).to_string()
 }
 
 /// The `len` ASCII digits at `pos` as a number, or `None`.
@@ -333,6 +357,32 @@ mod tests {
         assert_eq!(
             format_millis(253_402_300_799_000),
             "9999-12-31T23:59:59.000Z"
+        );
+    }
+
+    #[test]
+    fn displays_nanoseconds_only_when_there_are_some() {
+        assert_eq!(
+            parse("2026-11-24T08:00:00.123456789Z").to_string(),
+            "2026-11-24T08:00:00.123456789Z"
+        );
+        assert_eq!(
+            parse("2026-11-24T09:00:00.5+01:00").to_string(),
+            "2026-11-24T08:00:00.500Z"
+        );
+        assert_eq!(
+            parse("1969-12-31T23:59:59.000000001Z").to_string(),
+            "1969-12-31T23:59:59.000000001Z"
+        );
+    }
+
+    #[test]
+    fn adds_milliseconds_across_seconds() {
+        let t = parse("2026-11-24T08:00:00.999999999Z").plus_millis(1);
+        assert_eq!(t.to_string(), "2026-11-24T08:00:01.000999999Z");
+        assert_eq!(
+            parse("2026-11-24T08:00:00Z").plus_millis(61_001),
+            parse("2026-11-24T08:01:01.001Z")
         );
     }
 
