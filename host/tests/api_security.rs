@@ -57,15 +57,13 @@ async fn call(
     body: impl Into<Vec<u8>>,
 ) -> Answer {
     let body = body.into();
+    if body.len() > 64 * 1024 {
+        return call_expecting_continue(host, method, path, headers, &body).await;
+    }
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut request = host.http.request(method, format!("{}{path}", host.base));
     for (name, value) in headers {
         request = request.header(*name, HeaderValue::from_bytes(value).unwrap());
-    }
-    if body.len() > 64 * 1024 {
-        // Refused unread, such a body leaves a connection the server
-        // closes: keep it out of the client's pool.
-        request = request.header("connection", "close");
     }
     let response = request.body(body).send().await.unwrap();
     let status = response.status().as_u16();
@@ -76,6 +74,83 @@ async fn call(
         headers,
         body,
     }
+}
+
+/// A request with a large body sent as curl sends one: `Expect:
+/// 100-continue`, and the body only once the server asks for it. A server
+/// that answers before reading (401, 413) gets no body at all, so the
+/// client never races the server closing the connection (writing into a
+/// closed connection fails the client with a broken pipe, now and then).
+async fn call_expecting_continue(
+    host: &TestHost,
+    method: &str,
+    path: &str,
+    headers: &[Header<'_>],
+    body: &[u8],
+) -> Answer {
+    let authority = host.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-length: {}\r\n\
+         expect: 100-continue\r\nconnection: close\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    stream.write_all(&head).await.unwrap();
+    let mut received = Vec::new();
+    let (mut status, mut headers, mut at) = read_head(&mut stream, &mut received, 0).await;
+    if status == 100 {
+        stream.write_all(body).await.unwrap();
+        (status, headers, at) = read_head(&mut stream, &mut received, at).await;
+    }
+    stream.read_to_end(&mut received).await.unwrap();
+    let mut content = received.split_off(at);
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
+        content = dechunk(&content).unwrap_or_default();
+    }
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_slice(&content).unwrap_or(Value::Null),
+    }
+}
+
+/// Reads until the end of the response head that starts at `from` in
+/// `received`; its status, headers, and where what follows it starts.
+async fn read_head(
+    stream: &mut tokio::net::TcpStream,
+    received: &mut Vec<u8>,
+    from: usize,
+) -> (u16, HeaderMap, usize) {
+    let end = loop {
+        if let Some(i) = received[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            break from + i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed the connection without an answer");
+        received.extend_from_slice(&chunk[..n]);
+    };
+    let text = String::from_utf8_lossy(&received[from..end]).into_owned();
+    let (status, fields) = parse_head(text.trim_end()).unwrap();
+    let mut headers = HeaderMap::new();
+    for (name, value) in fields {
+        headers.append(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(&value).unwrap(),
+        );
+    }
+    (status, headers, end)
 }
 
 /// `call`, then checks the status and that the JSON error mentions `mention`.
@@ -563,16 +638,7 @@ async fn send_raw(addr: SocketAddr, request: &RawRequest) -> Result<RawAnswer, S
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| format!("connection closed without an answer: {:?}", shorten(&raw)))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status line in {head:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let (status, headers) = parse_head(&head)?;
     let mut body = raw[split + 4..].to_vec();
     if headers
         .iter()
@@ -585,6 +651,21 @@ async fn send_raw(addr: SocketAddr, request: &RawRequest) -> Result<RawAnswer, S
         headers,
         body,
     })
+}
+
+/// The status and headers (names lowercased) of an answer's head.
+fn parse_head(head: &str) -> Result<(u16, Vec<(String, String)>), String> {
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line in {head:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok((status, headers))
 }
 
 fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
