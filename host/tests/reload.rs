@@ -256,6 +256,15 @@ async fn a_plugin_deleted_under_load_and_put_back_loses_nothing() {
         body["plugins"].as_array().unwrap().is_empty()
     })
     .await;
+    // Unloaded, its consumer settles the batch in flight, then leaves the
+    // queue: only then is the count final.
+    let watcher = TestBroker::connect(&host.config).await;
+    let queue = host.config.queue_name("counter");
+    eventually("the consumer gone", Duration::from_secs(10), || async {
+        watcher.consumers(&queue).await == 0
+    })
+    .await;
+    watcher.close().await;
     let applied_while_gone = host.applied_in_store("counter");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
-    QueueDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -377,6 +377,22 @@ impl TestBroker {
         for c in futures_util::future::join_all(confirms).await {
             assert!(c.unwrap().is_ack(), "broker refused a test message");
         }
+    }
+
+    /// How many consumers `queue` has now.
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
+            .consumer_count()
     }
 
     /// Takes every message now in `queue`: (routing key, body, headers as strings).
