@@ -28,12 +28,13 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::batch::{self, Incoming, Outcome};
 use crate::broker::BrokerStatus;
 use crate::config::{ApiToken, Config};
-use crate::pipeline::{Incoming, Verdict, process_batch};
 use crate::plugins::bindings::Event;
+use crate::plugins::state_txn::StateTxn;
 use crate::plugins::{PluginRegistry, PluginSlot};
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{Store, StoreError, StoreHealth, now_ms};
 use crate::topic;
 
 /// The routing key of events made from `POST /analytics/data` bodies.
@@ -49,6 +50,9 @@ const MAX_PAGE: u32 = 1000;
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Store,
+    pub store_health: Arc<StoreHealth>,
+    /// This host's id among those sharing the store.
+    pub host_id: String,
     pub registry: Arc<PluginRegistry>,
     pub broker: Arc<BrokerStatus>,
     /// Idempotency keys of the API writes in progress.
@@ -92,6 +96,7 @@ fn read_routes() -> Router<AppState> {
         .route("/plugins", get(plugins))
         .route("/plugins/{name}/versions", get(plugin_versions))
         .route("/plugins/{name}/dlq", get(list_dead_letters))
+        .route("/cluster", get(cluster))
 }
 
 /// The routes that change something, and admin routes: every one added here
@@ -334,10 +339,15 @@ impl PageParams {
 async fn health(State(s): State<AppState>) -> Response {
     let plugins = s.registry.all().len();
     let connections = s.broker.connections();
-    let problem = match s.broker.get() {
-        Err(reason) => Some(format!("broker not connected: {reason}")),
-        Ok(()) if plugins == 0 => Some("no plugins loaded".to_owned()),
-        Ok(()) => None,
+    let problem = match (s.broker.get(), s.store_health.outage()) {
+        (Err(reason), _) => Some(format!("broker not connected: {reason}")),
+        (Ok(()), Some(outage)) => Some(format!(
+            "{} (since {} ms ago)",
+            outage.reason,
+            now_ms() - outage.since_ms
+        )),
+        (Ok(()), None) if plugins == 0 => Some("no plugins loaded".to_owned()),
+        (Ok(()), None) => None,
     };
     match problem {
         None if s.broker.is_embedded() => Json(json!({ "status": "ok", "broker": "embedded", "plugins": plugins }))
@@ -364,7 +374,7 @@ async fn data_view(
         .ok_or_else(|| {
             ApiError::Unavailable(format!("no loaded plugin serves the view {DATA_VIEW:?}"))
         })?;
-    serve_view(plugin, DATA_VIEW, params?.0).await
+    serve_view(&s.db, plugin, DATA_VIEW, params?.0).await
 }
 
 async fn plugin_view(
@@ -383,32 +393,33 @@ async fn plugin_view(
             plugin.name
         )));
     }
-    serve_view(plugin, &view, params?.0).await
+    serve_view(&s.db, plugin, &view, params?.0).await
 }
 
 async fn serve_view(
+    db: &Store,
     plugin: Arc<PluginSlot>,
     view: &str,
     params: PageParams,
 ) -> Result<Json<Paged<Box<RawValue>>>, ApiError> {
     let limit = params.limit()?;
-    let view = view.to_owned();
+    let (view, db) = (view.to_owned(), db.clone());
     let answer = blocking(move || {
         let version = plugin.current();
-        let result = match version.transformer() {
-            Some(mut instance) => {
-                instance.sync_cache(plugin.state_generation());
-                instance.view(&view, params.after.as_deref(), limit)
-            }
-            None => Ok(Err(format!(
+        // Read-only: the transaction only syncs the cache, and is dropped.
+        let result = match StateTxn::begin(&plugin, &db, || version.transformer()) {
+            Ok(Some(mut txn)) => Ok(txn.instance().view(&view, params.after.as_deref(), limit)),
+            Ok(None) => Ok(Ok(Err(format!(
                 "{} is a producer: it serves no views",
                 plugin.name
-            ))),
+            )))),
+            Err(e) => Err(e),
         };
         (plugin, result)
     })
     .await?;
     let (plugin, result) = answer;
+    let result = result?;
     let page = result
         .map_err(|e| {
             ApiError::Plugin(format!(
@@ -512,26 +523,38 @@ async fn post_data(
         let (db, event) = (s.db.clone(), event.clone());
         // The claim travels with the work: a client that hangs up does not
         // free the key while its write still runs.
-        let (returned, plugin, (verdict, outbox)) = blocking(move || {
+        let (returned, plugin, processed) = blocking(move || {
             // The same core as a batch from the broker: skipped if this
-            // plugin applied the id before, a store failure is a retry.
+            // plugin applied the id before.
             let version = plugin.current();
-            let one = vec![Ok(Incoming { event, hops: 0 })];
-            let (mut verdicts, outbox) = process_batch(&plugin, &version, &db, one);
-            (claim, plugin, (verdicts.remove(0), outbox))
+            let one = [Ok(Incoming { event, hops: 0 })];
+            let processed = batch::process(&plugin, &version, &db, &one);
+            (claim, plugin, processed)
         })
         .await?;
         claim = returned;
-        if !outbox.is_empty() {
+        let processed = match processed {
+            Ok(processed) => {
+                s.store_health.answered();
+                processed
+            }
+            Err(e) => {
+                s.store_health.failed(&e);
+                failure = Some(ApiError::from(e));
+                break;
+            }
+        };
+        if !processed.outbox.is_empty() {
             plugin.note_outbox();
         }
-        match verdict {
-            Verdict::Applied | Verdict::Duplicate => applied.push(plugin.name.clone()),
-            Verdict::DeadLetter(reason) => {
+        let outcome = processed.outcomes.into_iter().next();
+        match outcome.expect("one outcome per event") {
+            Outcome::Applied | Outcome::Duplicate => applied.push(plugin.name.clone()),
+            Outcome::DeadLetter(reason) => {
                 failure = Some(ApiError::BadRequest(reason));
                 break;
             }
-            Verdict::Retry(reason) | Verdict::StoreUnavailable(reason) => {
+            Outcome::Retry(reason) => {
                 failure = Some(ApiError::Unavailable(reason));
                 break;
             }
@@ -622,6 +645,15 @@ async fn plugins(State(s): State<AppState>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "plugins": plugins, "failed": s.registry.failures() }))
+}
+
+/// The hosts sharing the store: which are alive, what each runs.
+async fn cluster(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let host = s.host_id.clone();
+    let listing =
+        s.db.call(move |db| crate::cluster::listing(db, &host))
+            .await?;
+    Ok(Json(listing))
 }
 
 /// How many events each version of a plugin applied (by sha256), within

@@ -63,6 +63,13 @@ pub struct Config {
     )]
     pub store: StoreUrl,
 
+    /// This host's name among the hosts sharing a store: shown by `GET
+    /// /cluster`, holds producers' leases. Default: the machine's name and
+    /// the process id. Must differ between hosts; a restarted host may
+    /// keep its id (a supervisor's instance name) or take a new one.
+    #[arg(long, env = "SWITCHYARD_HOST_ID")]
+    pub host_id: Option<String>,
+
     /// The topic exchange events arrive on (declared durable if absent).
     #[arg(
         long,
@@ -310,6 +317,14 @@ impl Config {
     /// Where the store is, from `--store` and `--data`.
     pub fn store_location(&self) -> Result<crate::store::Location> {
         self.store.location(&self.data)
+    }
+
+    /// This host's id (see [`Config::host_id`]).
+    pub fn host_id(&self) -> String {
+        self.host_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(crate::cluster::default_host_id)
     }
 
     /// Refuses settings that contradict each other.

@@ -17,10 +17,10 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::{self, Outcome};
 use crate::config::Config;
-use crate::pipeline::{Verdict, admit, process_batch};
 use crate::plugins::PluginRegistry;
-use crate::store::{OutboxEntry, Store, StoredDeadLetter, now_ms};
+use crate::store::{OutboxEntry, Store, StoreHealth, StoredDeadLetter, now_ms};
 use crate::topic;
 
 /// How often events that plugins published from API writes are routed.
@@ -57,6 +57,7 @@ pub struct Delivered {
 pub struct EmbeddedBus {
     pub config: Arc<Config>,
     pub db: Store,
+    pub store_health: Arc<StoreHealth>,
     pub registry: Arc<PluginRegistry>,
 }
 
@@ -91,23 +92,33 @@ impl EmbeddedBus {
                     continue;
                 }
                 let now = now_ms() as u64;
-                let admitted = mine
+                let admitted: Vec<_> = mine
                     .iter()
-                    .map(|m| admit(&m.routing_key, &m.body, m.hops, self.config.max_hops, now))
+                    .map(|m| {
+                        batch::admit(&m.routing_key, &m.body, m.hops, self.config.max_hops, now)
+                    })
                     .collect();
-                let (verdicts, outbox) = process_batch(&slot, &version, &self.db, admitted);
+                let processed = match batch::process(&slot, &version, &self.db, &admitted) {
+                    Ok(processed) => {
+                        self.store_health.answered();
+                        processed
+                    }
+                    Err(e) => {
+                        self.store_health.failed(&e);
+                        return Err(e.into());
+                    }
+                };
                 let db = self.db.blocking();
                 let mut dead = Vec::new();
-                for (message, verdict) in mine.into_iter().zip(verdicts) {
-                    match verdict {
-                        Verdict::Applied => delivered.applied += 1,
-                        Verdict::Duplicate => {}
-                        Verdict::DeadLetter(reason) => dead.push((message, reason)),
-                        Verdict::Retry(reason) | Verdict::StoreUnavailable(reason) => {
-                            retry = Some(reason)
-                        }
+                for (message, outcome) in mine.into_iter().zip(processed.outcomes) {
+                    match outcome {
+                        Outcome::Applied => delivered.applied += 1,
+                        Outcome::Duplicate => {}
+                        Outcome::DeadLetter(reason) => dead.push((message, reason)),
+                        Outcome::Retry(reason) => retry = Some(reason),
                     }
                 }
+                let outbox = processed.outbox;
                 if !dead.is_empty() {
                     delivered.dead_lettered += dead.len() as u64;
                     let letters: Vec<StoredDeadLetter> = dead

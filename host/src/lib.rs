@@ -7,9 +7,11 @@
 //! - [`headers`], the AMQP headers Switchyard reads and writes;
 //! - [`dead_letters`], listing and replaying a plugin's dead letters;
 //! - [`plugins`], the wasmtime engine, the WIT bindings, loading, the registry;
-//! - [`pipeline`], batch -> plugin -> one store commit -> publish -> ack;
+//! - [`batch`], the batch core: each event's outcome, decided in one place;
+//! - [`pipeline`], the broker side: consumers, settling outcomes, reconnects;
 //! - [`embedded`], the in-process bus used when there is no broker;
 //! - [`producers`], polling producer plugins and publishing what they find;
+//! - [`cluster`], this host among those sharing a store: heartbeats, leases;
 //! - [`store`], documents, plugin state, applied ids, outbox, dead letters
 //!   and queue bindings, on SQLite (embedded) or PostgreSQL (shared);
 //! - [`api`], the axum routes;
@@ -19,7 +21,9 @@
 //! [`start`] wires them together; `main.rs` only parses the command line.
 
 pub mod api;
+pub mod batch;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod dead_letters;
 pub mod embedded;
@@ -74,6 +78,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .await
         .with_context(|| format!("opening the store ({location})"))?;
     tracing::info!(store = %location, "store open");
+    let store_health = Arc::new(store::StoreHealth::default());
+    let membership = cluster::Membership::new(config.host_id());
+    tracing::info!(host_id = %membership.host_id, "host id");
     let engine = PluginEngine::new(
         db.clone(),
         config.plugin_timeout(),
@@ -125,6 +132,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             Some(Arc::new(embedded::EmbeddedBus {
                 config: Arc::clone(&config),
                 db: db.clone(),
+                store_health: Arc::clone(&store_health),
                 registry: Arc::clone(&registry),
             }))
         }
@@ -142,6 +150,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let router = api::router(api::AppState {
         config: Arc::clone(&config),
         db: db.clone(),
+        store_health: Arc::clone(&store_health),
+        host_id: membership.host_id.clone(),
         registry: Arc::clone(&registry),
         broker: Arc::clone(&broker),
         writes_in_flight: Default::default(),
@@ -164,6 +174,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             let pipeline = pipeline::Pipeline {
                 config: Arc::clone(&config),
                 db: db.clone(),
+                store_health: Arc::clone(&store_health),
                 registry: Arc::clone(&registry),
                 status: Arc::clone(&broker),
             };
@@ -173,11 +184,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let scheduler = producers::Scheduler {
         config: Arc::clone(&config),
         db: db.clone(),
+        store_health: Arc::clone(&store_health),
+        host_id: membership.host_id.clone(),
         registry: Arc::clone(&registry),
         status: broker,
         bus,
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
+    tasks.spawn(membership.heartbeats(
+        db.clone(),
+        Arc::clone(&store_health),
+        Arc::clone(&registry),
+        shutdown.clone(),
+    ));
     let (prune_db, retention, prune_stop) =
         (db.clone(), config.dedupe_retention(), shutdown.clone());
     tasks.spawn(async move {

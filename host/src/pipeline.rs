@@ -1,15 +1,17 @@
-//! The path of an event: a batch of deliveries is parsed, deduplicated,
-//! handed to the plugin's current version, committed to the store in one
-//! transaction, its `publish` actions and dead letters are sent with
-//! confirms, and only then is the batch acknowledged.
+//! The broker side of the path of an event: [`Pipeline`] owns the
+//! connections, one consumer per loaded plugin (started, stopped and
+//! re-bound as plugins come, change and go) and reconnects. Each consumer
+//! takes batches of deliveries, has the batch core decide their outcomes
+//! ([`crate::batch`]) and settles them: the events the commit promised are
+//! published with confirms, then the dead letters and retries are published
+//! and the batch acknowledged in ONE AMQP transaction, so that a crash
+//! never leaves a delivery both dead-lettered and unacknowledged (which
+//! would dead-letter it twice).
 //!
-//! [`process_batch`] is the blocking core shared with the embedded bus and
-//! the HTTP API;
-//! [`Pipeline`] owns the broker side: connections, one consumer per loaded
-//! plugin, started, stopped and re-bound as plugins come, change and go,
-//! and reconnects.
+//! A store that fails is waited out: the batch is held, unacknowledged, no
+//! more deliveries are taken, and it runs again once the store answers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -17,86 +19,27 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
-use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::batch::{self, Outcome, Processed};
 use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
 use crate::config::{Config, redact_url};
 use crate::headers;
-use crate::plugins::bindings::{Action, Event};
-use crate::plugins::{CallError, LoadedPlugin, PluginRegistry, PluginSlot};
-use crate::store::{
-    BatchCommit, DocumentWrite, OutboxEntry, PublishWrite, Store, StoreError, now_ms,
-};
+use crate::plugins::{LoadedPlugin, PluginRegistry, PluginSlot};
+use crate::store::{OutboxEntry, Store, StoreError, StoreHealth, now_ms};
+
+/// Longest pause between two runs of a batch held by a store outage.
+const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How long one connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What became of one delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Handled and committed: acknowledge.
-    Applied,
-    /// Applied before (same event id): acknowledge, change nothing.
-    Duplicate,
-    /// Bad event: send to the dead-letter queue with the reason, acknowledge.
-    DeadLetter(String),
-    /// Transient failure: try again after a backoff (dead-lettered once the
-    /// attempts run out).
-    Retry(String),
-    /// The store could not be read or could not commit: an outage
-    /// ([`StoreError::is_outage`]), not the event's fault. For now handled
-    /// exactly as [`Verdict::Retry`]; kept apart so that the pipeline can
-    /// wait an outage out instead of spending the event's attempts.
-    StoreUnavailable(String),
-}
-
-impl Verdict {
-    /// The verdict for events that a store failure stopped: an outage is
-    /// [`Verdict::StoreUnavailable`]; a conflict (another writer recorded
-    /// an id first: the retry finds it applied) or anything else is a
-    /// [`Verdict::Retry`].
-    pub fn store_failed(reason: String, error: &StoreError) -> Self {
-        if error.is_outage() {
-            Verdict::StoreUnavailable(reason)
-        } else {
-            Verdict::Retry(reason)
-        }
-    }
-}
-
-/// An event to hand to a plugin, and how many plugins published it before.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub event: Event,
-    pub hops: u32,
-}
-
-/// Parses a delivery body into an [`Event`], or says why it cannot be one.
-pub fn parse_event(routing_key: &str, body: &[u8], received_at_ms: u64) -> Result<Event, String> {
-    let fields: Map<String, Value> = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => fields,
-        Ok(_) => return Err("body is not a JSON object".into()),
-        Err(e) => return Err(format!("invalid JSON: {e}")),
-    };
-    let id = match fields.get("eventId") {
-        None => return Err("missing eventId".into()),
-        Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        Some(_) => return Err("eventId must be a non-empty string".into()),
-    };
-    let body = String::from_utf8(body.to_vec()).map_err(|_| "body is not UTF-8".to_owned())?;
-    Ok(Event {
-        id,
-        routing_key: routing_key.to_owned(),
-        body,
-        received_at_ms,
-    })
-}
 
 /// The routing key the event was published with: a retry or a replay
 /// reaches the plugin's queue directly and carries it in a header.
@@ -112,254 +55,25 @@ fn attempts_before(delivery: &Delivery) -> u32 {
         .unwrap_or(0)
 }
 
-/// Turns a plugin's actions for one event into store writes and events to
-/// publish; `Err` (the plugin produced something invalid) rejects the event.
-fn collect_actions(
-    plugin: &str,
-    incoming: &Incoming,
-    actions: Vec<Action>,
-    documents: &mut Vec<DocumentWrite>,
-    publish: &mut Vec<PublishWrite>,
-) -> Result<(), String> {
-    let event = &incoming.event;
-    let mut docs = Vec::new();
-    let mut events = Vec::new();
-    for action in actions {
-        match action {
-            Action::Upsert(doc) => {
-                check_name("collection", &doc.collection)?;
-                check_name("document key", &doc.key)?;
-                serde_json::from_str::<serde::de::IgnoredAny>(&doc.json).map_err(|e| {
-                    format!(
-                        "plugin returned invalid JSON for {}/{}: {e}",
-                        doc.collection, doc.key
-                    )
-                })?;
-                docs.push(DocumentWrite::Upsert {
-                    collection: doc.collection,
-                    key: doc.key,
-                    json: doc.json,
-                });
-            }
-            Action::Delete(doc) => docs.push(DocumentWrite::Delete {
-                collection: doc.collection,
-                key: doc.key,
-            }),
-            Action::Publish(out) => {
-                check_name("routing key", &out.routing_key)?;
-                let mut fields = match serde_json::from_str::<Value>(&out.body) {
-                    Ok(Value::Object(fields)) => fields,
-                    _ => return Err("plugin published a body that is not a JSON object".into()),
-                };
-                // A deterministic id, so that the event published again after
-                // a crash is recognised downstream as the same one.
-                fields.entry("eventId").or_insert_with(|| {
-                    Value::String(format!("{}/{plugin}/{}", event.id, events.len()))
-                });
-                events.push(PublishWrite {
-                    routing_key: out.routing_key,
-                    body: Value::Object(fields).to_string(),
-                    hops: incoming.hops.saturating_add(1),
-                });
-            }
-        }
-    }
-    documents.extend(docs);
-    publish.extend(events);
-    Ok(())
-}
-
-fn check_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(format!("plugin returned an empty or over-long {what}"));
-    }
-    Ok(())
-}
-
-/// Hands `events` (fresh, not yet applied) to `version` of the plugin in
-/// `slot`, one by one, and commits what the successful ones did, with their
-/// ids, in one transaction. Blocking. Returns one verdict per event, and
-/// the outbox entries to publish.
-fn apply_events(
-    slot: &PluginSlot,
-    version: &LoadedPlugin,
-    db: &Store,
-    events: &[Incoming],
-) -> (Vec<Verdict>, Vec<OutboxEntry>) {
-    let mut verdicts = Vec::with_capacity(events.len());
-    if events.is_empty() {
-        return (verdicts, Vec::new());
-    }
-    version.note_batch();
-    let mut commit = BatchCommit {
-        plugin: slot.name.clone(),
-        version: version.sha256.clone(),
-        ..BatchCommit::default()
-    };
-    // Held until the commit is done: nothing else writes this plugin's state
-    // in between, whichever version.
-    let writer = slot.writer();
-    let Some(mut instance) = version.transformer() else {
-        // Replaced by a producer under this consumer; it stops shortly.
-        let reason = format!("{} is no longer a transformer", slot.name);
-        return (vec![Verdict::Retry(reason); events.len()], Vec::new());
-    };
-    instance.sync_cache(slot.state_generation());
-    for incoming in events {
-        let verdict = match instance.handle(&incoming.event) {
-            Ok(actions) => match collect_actions(
-                &slot.name,
-                incoming,
-                actions,
-                &mut commit.documents,
-                &mut commit.publish,
-            ) {
-                Ok(()) => {
-                    commit.applied_event_ids.push(incoming.event.id.clone());
-                    Verdict::Applied
-                }
-                Err(reason) => Verdict::DeadLetter(reason),
-            },
-            Err(CallError::Store(e)) => Verdict::store_failed(e.to_string(), &e),
-            Err(e) if e.is_transient() => Verdict::Retry(e.to_string()),
-            Err(e) => Verdict::DeadLetter(e.to_string()),
-        };
-        instance.finish_event(verdict == Verdict::Applied);
-        verdicts.push(verdict);
-    }
-    let mut outbox = Vec::new();
-    if !commit.applied_event_ids.is_empty() {
-        commit.state = instance.take_state_writes();
-        match db.blocking().commit_batch(&commit) {
-            Ok(entries) => {
-                slot.counters.commits.fetch_add(1, Relaxed);
-                outbox = entries;
-                let generation = slot.state_committed();
-                instance.state_committed(std::mem::take(&mut commit.state), generation);
-            }
-            Err(e) => {
-                let reason = format!("store commit failed: {e}");
-                tracing::error!(
-                    plugin = %slot.name,
-                    error = %reason,
-                    outage = e.is_outage(),
-                    conflict = e.is_conflict(),
-                    "batch not committed; requeueing"
-                );
-                for v in verdicts.iter_mut().filter(|v| **v == Verdict::Applied) {
-                    *v = Verdict::store_failed(reason.clone(), &e);
-                }
-            }
-        }
-    }
-    drop(instance);
-    drop(writer);
-    let count = |f: fn(&Verdict) -> bool| verdicts.iter().filter(|v| f(v)).count() as u64;
-    slot.counters
-        .applied
-        .fetch_add(count(|v| *v == Verdict::Applied), Relaxed);
-    slot.counters
-        .dead_lettered
-        .fetch_add(count(|v| matches!(v, Verdict::DeadLetter(_))), Relaxed);
-    (verdicts, outbox)
-}
-
-/// One message as the plugin would be handed it, or why it cannot be: it
-/// has been published by more than `max_hops` plugins in turn, or its body
-/// is not an event ([`parse_event`]).
-pub fn admit(
-    routing_key: &str,
-    body: &[u8],
-    hops: u32,
-    max_hops: u32,
-    received_at_ms: u64,
-) -> Result<Incoming, String> {
-    if hops > max_hops {
-        return Err(format!(
-            "hop limit exceeded: published by {hops} plugins in turn (limit {max_hops}); \
-             do plugins feed each other in a loop?"
-        ));
-    }
-    let event = parse_event(routing_key, body, received_at_ms)?;
-    Ok(Incoming { event, hops })
-}
-
-/// Parses, deduplicates and applies one batch of deliveries with the
-/// plugin's `version`. Blocking.
-pub fn process_deliveries(
+/// Admits a batch of deliveries and processes it with the plugin's
+/// `version` ([`batch::process`]). Blocking.
+fn process_deliveries(
     slot: &PluginSlot,
     version: &LoadedPlugin,
     db: &Store,
     deliveries: &[Delivery],
     max_hops: u32,
-) -> (Vec<Verdict>, Vec<OutboxEntry>) {
+) -> Result<Processed, StoreError> {
     let received = now_ms() as u64;
-    let admitted = deliveries
+    let admitted: Vec<_> = deliveries
         .iter()
         .map(|d| {
             let hops = headers::int(d.properties.headers().as_ref(), headers::HOPS).unwrap_or(0);
             let hops = u32::try_from(hops).unwrap_or(0);
-            admit(&routing_key_of(d), &d.data, hops, max_hops, received)
+            batch::admit(&routing_key_of(d), &d.data, hops, max_hops, received)
         })
         .collect();
-    process_batch(slot, version, db, admitted)
-}
-
-/// The shared core of a batch, whatever carried it (broker or embedded
-/// bus): dead-letters what was not admitted, skips ids the plugin applied
-/// before (or that repeat within the batch), and applies the rest. One
-/// verdict per item, in order, and the outbox entries to publish. Blocking.
-pub fn process_batch(
-    slot: &PluginSlot,
-    version: &LoadedPlugin,
-    db: &Store,
-    admitted: Vec<Result<Incoming, String>>,
-) -> (Vec<Verdict>, Vec<OutboxEntry>) {
-    let ids: Vec<&str> = admitted
-        .iter()
-        .filter_map(|p| p.as_ref().ok().map(|i| i.event.id.as_str()))
-        .collect();
-    let already = match db.blocking().applied_among(&slot.name, &ids) {
-        Ok(already) => already,
-        Err(e) => {
-            let verdict = Verdict::store_failed(e.to_string(), &e);
-            return (vec![verdict; admitted.len()], Vec::new());
-        }
-    };
-    let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(admitted.len());
-    let mut fresh = Vec::new();
-    let mut fresh_index = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, p) in admitted.into_iter().enumerate() {
-        match p {
-            Err(reason) => {
-                slot.counters.dead_lettered.fetch_add(1, Relaxed);
-                verdicts.push(Some(Verdict::DeadLetter(reason)));
-            }
-            Ok(incoming)
-                if already.contains(&incoming.event.id)
-                    || !seen.insert(incoming.event.id.clone()) =>
-            {
-                verdicts.push(Some(Verdict::Duplicate));
-            }
-            Ok(incoming) => {
-                verdicts.push(None);
-                fresh.push(incoming);
-                fresh_index.push(i);
-            }
-        }
-    }
-    let (applied, outbox) = apply_events(slot, version, db, &fresh);
-    for (i, v) in fresh_index.into_iter().zip(applied) {
-        verdicts[i] = Some(v);
-    }
-    (
-        verdicts
-            .into_iter()
-            .map(|v| v.expect("every item has a verdict"))
-            .collect(),
-        outbox,
-    )
+    batch::process(slot, version, db, &admitted)
 }
 
 /// Runs one consumer per loaded plugin against the broker, following the
@@ -368,6 +82,7 @@ pub fn process_batch(
 pub struct Pipeline {
     pub config: Arc<Config>,
     pub db: Store,
+    pub store_health: Arc<StoreHealth>,
     pub registry: Arc<PluginRegistry>,
     pub status: Arc<BrokerStatus>,
 }
@@ -527,6 +242,7 @@ impl Pipeline {
                     let consumer = Consumer {
                         config: Arc::clone(&self.config),
                         db: self.db.clone(),
+                        store_health: Arc::clone(&self.store_health),
                         connection: Arc::clone(connection),
                         stop: consumer_stop.clone(),
                         span: tracing::info_span!("consumer", plugin = %slot.name),
@@ -592,6 +308,7 @@ impl Pipeline {
 struct Consumer {
     config: Arc<Config>,
     db: Store,
+    store_health: Arc<StoreHealth>,
     connection: Arc<Connection>,
     slot: Arc<PluginSlot>,
     stop: CancellationToken,
@@ -609,6 +326,11 @@ impl Consumer {
             .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await
             .context("setting prefetch")?;
+        // Dead letters, retries and the batch's ack go out together.
+        channel
+            .tx_select()
+            .await
+            .context("making the consumer's channel transactional")?;
         let publisher = Publisher::open(&self.connection).await?;
         self.flush_outbox(&publisher).await?;
         let queue = self.config.queue_name(&self.slot.name);
@@ -638,30 +360,16 @@ impl Consumer {
             let Some(first) = first else {
                 bail!("the broker cancelled the consumer of {queue:?}");
             };
-            let deliveries = self
+            let mut deliveries = self
                 .fill_batch(&mut consumer, first)
                 .await
                 .context("receiving deliveries")?;
             let version = self.slot.current();
-            let (slot, db) = (Arc::clone(&self.slot), self.db.clone());
-            let (span, max_hops) = (self.span.clone(), self.config.max_hops);
-            let batch_version = Arc::clone(&version);
-            let (deliveries, (verdicts, outbox)) = tokio::task::spawn_blocking(move || {
-                let _entered = span.enter();
-                let result = process_deliveries(&slot, &batch_version, &db, &deliveries, max_hops);
-                (deliveries, result)
-            })
-            .await
-            .context("batch worker panicked")?;
-            self.settle(
-                &channel,
-                &publisher,
-                &version,
-                &deliveries,
-                &verdicts,
-                outbox,
-            )
-            .await?;
+            let Some(processed) = self.process(&version, &mut deliveries).await? else {
+                break; // stopped while the store was out: the batch goes back
+            };
+            self.settle(&channel, &publisher, &version, &deliveries, processed)
+                .await?;
         }
         // Stopped (shutdown or unload): the batch in flight was settled
         // above. Cancel the consumer first so that no delivery races the
@@ -677,6 +385,43 @@ impl Consumer {
         publisher.close().await;
         Ok(())
     }
+    /// Runs the batch core on `deliveries` until the store lets it through;
+    /// `None` if the consumer is stopped meanwhile (nothing settled).
+    async fn process(
+        &self,
+        version: &Arc<LoadedPlugin>,
+        deliveries: &mut Vec<Delivery>,
+    ) -> Result<Option<Processed>> {
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let (slot, db, span) = (Arc::clone(&self.slot), self.db.clone(), self.span.clone());
+            let (max_hops, batch_version) = (self.config.max_hops, Arc::clone(version));
+            let taken = std::mem::take(deliveries);
+            let (taken, processed) = tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
+                let processed = process_deliveries(&slot, &batch_version, &db, &taken, max_hops);
+                (taken, processed)
+            })
+            .await
+            .context("batch worker panicked")?;
+            *deliveries = taken;
+            match processed {
+                Ok(processed) => {
+                    self.store_health.answered();
+                    return Ok(Some(processed));
+                }
+                Err(e) => {
+                    self.store_health.failed(&e);
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(OUTAGE_RETRY_MAX);
+                }
+            }
+        }
+    }
+
     /// Completes a batch begun by `first`: takes what has arrived, then
     /// waits up to the linger for more, until the batch is full. Deliveries
     /// taken but never handled (shutdown) go back to the queue when the
@@ -700,44 +445,44 @@ impl Consumer {
         Ok(batch)
     }
 
-    /// Publishes what the commit promised, then dead-letters what was
-    /// rejected and sends what failed transiently to a retry queue (or, out
-    /// of attempts, to the dead letters), all with confirms, then
-    /// acknowledges the whole batch.
+    /// Publishes what the commit promised (with confirms), then, in one
+    /// transaction on the consumer's channel, dead-letters what was
+    /// rejected, sends what failed transiently to a retry queue (or, out of
+    /// attempts, to the dead letters) and acknowledges the whole batch.
     async fn settle(
         &self,
         channel: &Channel,
         publisher: &Publisher,
         version: &LoadedPlugin,
         deliveries: &[Delivery],
-        verdicts: &[Verdict],
-        outbox: Vec<OutboxEntry>,
+        processed: Processed,
     ) -> Result<()> {
-        self.publish_outbox(publisher, outbox).await?;
-
+        self.publish_outbox(publisher, processed.outbox).await?;
         let mut failed = Vec::new();
-        for (delivery, verdict) in deliveries.iter().zip(verdicts) {
+        for (delivery, outcome) in deliveries.iter().zip(&processed.outcomes) {
             let attempts = attempts_before(delivery) + 1;
-            match verdict {
-                Verdict::Applied | Verdict::Duplicate => {}
-                Verdict::DeadLetter(reason) => {
+            match outcome {
+                Outcome::Applied | Outcome::Duplicate => {}
+                Outcome::DeadLetter(reason) => {
                     failed.push(self.dead_letter(version, delivery, reason, attempts));
                 }
-                Verdict::Retry(reason) | Verdict::StoreUnavailable(reason)
-                    if attempts >= self.config.max_attempts =>
-                {
+                Outcome::Retry(reason) if attempts >= self.config.max_attempts => {
                     self.slot.counters.dead_lettered.fetch_add(1, Relaxed);
                     let reason = format!("{reason} (gave up after {attempts} attempts)");
                     failed.push(self.dead_letter(version, delivery, &reason, attempts));
                 }
-                Verdict::Retry(reason) | Verdict::StoreUnavailable(reason) => {
-                    failed.push(self.retry(delivery, reason, attempts))
-                }
+                Outcome::Retry(reason) => failed.push(self.retry(delivery, reason, attempts)),
             }
         }
-        if !failed.is_empty() {
-            publisher
-                .publish_all(&failed)
+        for m in &failed {
+            channel
+                .basic_publish(
+                    ShortString::from(m.exchange.as_str()),
+                    ShortString::from(m.routing_key.as_str()),
+                    BasicPublishOptions::default(),
+                    &m.body,
+                    m.properties.clone(),
+                )
                 .await
                 .context("publishing dead letters and retries")?;
         }
@@ -747,6 +492,10 @@ impl Consumer {
                 .await
                 .context("acknowledging a batch")?;
         }
+        channel
+            .tx_commit()
+            .await
+            .context("committing the batch's dead letters, retries and ack")?;
         Ok(())
     }
 
@@ -837,87 +586,5 @@ impl Consumer {
         let name = self.slot.name.clone();
         let pending = self.db.call(move |db| db.pending_outbox(&name)).await?;
         self.publish_outbox(publisher, pending).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parse_event_names_what_is_wrong() {
-        let ok = parse_event("customer.created", br#"{"eventId":"e1","id":"c1"}"#, 7).unwrap();
-        assert_eq!((ok.id.as_str(), ok.received_at_ms), ("e1", 7));
-        let err = |body: &[u8]| parse_event("k", body, 0).unwrap_err();
-        assert!(err(br#"{"id": "c3", "name": "frank""#).starts_with("invalid JSON"));
-        assert_eq!(err(br#"[1,2]"#), "body is not a JSON object");
-        assert_eq!(err(br#"{"id":"c4"}"#), "missing eventId");
-        assert_eq!(
-            err(br#"{"eventId":""}"#),
-            "eventId must be a non-empty string"
-        );
-        assert_eq!(
-            err(br#"{"eventId":5}"#),
-            "eventId must be a non-empty string"
-        );
-    }
-
-    fn event() -> Incoming {
-        Incoming {
-            event: Event {
-                id: "e1".into(),
-                routing_key: "a.b".into(),
-                body: "{}".into(),
-                received_at_ms: 0,
-            },
-            hops: 3,
-        }
-    }
-
-    #[test]
-    fn published_events_get_a_deterministic_id() {
-        use crate::plugins::bindings::OutgoingEvent;
-        let (mut docs, mut publish) = (Vec::new(), Vec::new());
-        let actions = vec![
-            Action::Publish(OutgoingEvent {
-                routing_key: "x.y".into(),
-                body: r#"{"a":1}"#.into(),
-            }),
-            Action::Publish(OutgoingEvent {
-                routing_key: "x.z".into(),
-                body: r#"{"eventId":"own"}"#.into(),
-            }),
-        ];
-        collect_actions("p", &event(), actions, &mut docs, &mut publish).unwrap();
-        assert_eq!(
-            publish[0],
-            PublishWrite {
-                routing_key: "x.y".to_string(),
-                body: r#"{"a":1,"eventId":"e1/p/0"}"#.to_string(),
-                hops: 4,
-            },
-            "one hop more than the event it came from"
-        );
-        assert_eq!(publish[1].body, r#"{"eventId":"own"}"#);
-    }
-
-    #[test]
-    fn invalid_plugin_output_rejects_the_whole_event() {
-        use crate::plugins::bindings::Document;
-        let (mut docs, mut publish) = (Vec::new(), Vec::new());
-        let good = Action::Upsert(Document {
-            collection: "c".into(),
-            key: "k".into(),
-            json: "1".into(),
-        });
-        let bad = Action::Upsert(Document {
-            collection: "c".into(),
-            key: "j".into(),
-            json: "{".into(),
-        });
-        let err =
-            collect_actions("p", &event(), vec![good, bad], &mut docs, &mut publish).unwrap_err();
-        assert!(err.contains("invalid JSON for c/j"), "{err}");
-        assert!(docs.is_empty(), "nothing of a rejected event is kept");
     }
 }

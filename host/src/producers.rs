@@ -9,6 +9,10 @@
 //! walks over large upstreams): they are published with confirms at once,
 //! and count as the poll's events; its state still commits only at the end.
 //!
+//! Hosts sharing a store poll each producer once between them: a poll
+//! needs the producer's lease (`cluster::Lease`), which the host holding
+//! it renews while it polls; another host takes it over when it lapses.
+//!
 //! Producers hot-reload like transformers: each poll runs on the version
 //! current when it starts. With the embedded bus, a poll's events are
 //! applied by the transformers in-process before its state is committed.
@@ -28,19 +32,24 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
+use crate::cluster::Lease;
 use crate::config::Config;
 use crate::embedded::{self, EmbeddedBus};
 use crate::headers;
 use crate::plugins::bindings::{ProducedEvent, PublishSink};
+use crate::plugins::state_txn::StateTxn;
 use crate::plugins::{
     CallError, LoadedPlugin, POLL_TIMEOUT_SETTING, PluginRegistry, PluginSlot, PollRecord,
 };
-use crate::store::{BatchCommit, Store, now_ms};
+use crate::store::{BatchCommit, Store, StoreError, StoreHealth, now_ms};
 
 /// Runs one poll loop per loaded producer, following the registry.
 pub struct Scheduler {
     pub config: Arc<Config>,
     pub db: Store,
+    pub store_health: Arc<StoreHealth>,
+    /// This host's id: producers' leases are taken in its name.
+    pub host_id: String,
     pub registry: Arc<PluginRegistry>,
     pub status: Arc<BrokerStatus>,
     /// Set when events travel in-process rather than through RabbitMQ.
@@ -87,6 +96,8 @@ impl Scheduler {
                 let poller = Poller {
                     config: Arc::clone(&self.config),
                     db: self.db.clone(),
+                    store_health: Arc::clone(&self.store_health),
+                    host_id: self.host_id.clone(),
                     slot: Arc::clone(&slot),
                     bus: self.bus.clone(),
                     link: None,
@@ -118,6 +129,16 @@ impl Scheduler {
 struct Link {
     connection: Connection,
     publisher: Arc<Publisher>,
+}
+
+/// The shortest pause between two looks at a lease another host holds.
+const MIN_STANDBY_CHECK: Duration = Duration::from_millis(100);
+
+/// How long a producer's lease lasts unrenewed: a host that stops renewing
+/// it (it died) is replaced within two poll intervals, since the others
+/// look every quarter interval.
+fn lease_ttl(interval: Duration) -> Duration {
+    (interval * 3 / 2).max(Duration::from_secs(1))
 }
 
 /// Chunks of a poll's events that may wait for their confirms while the
@@ -216,6 +237,8 @@ impl Sink {
 struct Poller {
     config: Arc<Config>,
     db: Store,
+    store_health: Arc<StoreHealth>,
+    host_id: String,
     slot: Arc<PluginSlot>,
     bus: Option<Arc<EmbeddedBus>>,
     link: Option<Link>,
@@ -223,46 +246,31 @@ struct Poller {
 
 impl Poller {
     async fn run(mut self, stop: CancellationToken) {
+        let mut lease: Option<Lease> = None;
         loop {
             let version = self.slot.current();
             let Some(interval) = version.poll_interval() else {
                 break; // replaced by a transformer: the pipeline takes over
             };
-            let started = now_ms();
-            let result = self.poll_once(&version).await;
-            if result.is_err()
-                && let Some(link) = self.link.take()
-            {
-                let _ = link
-                    .connection
-                    .close(200, ShortString::from("failed"))
-                    .await;
-            }
-            match result {
-                Ok(published) => {
-                    let took_ms = now_ms() - started;
-                    self.slot.counters.polls.fetch_add(1, Relaxed);
-                    self.slot.poll_succeeded(PollRecord {
-                        at_ms: now_ms(),
-                        took_ms,
-                        published,
-                    });
-                    if published > 0 {
-                        tracing::info!(published, took_ms, "poll published");
-                    }
-                }
-                Err(e) => {
-                    let error = crate::telemetry::error_chain(&e);
-                    tracing::warn!(%error, "poll failed; the next one starts from the same state");
-                    self.slot.counters.polls.fetch_add(1, Relaxed);
-                    self.slot.counters.failed_polls.fetch_add(1, Relaxed);
-                    self.slot.set_poll_error(error);
-                }
-            }
+            let held = Lease {
+                name: format!("producer/{}", self.slot.name),
+                holder: self.host_id.clone(),
+                ttl: lease_ttl(interval),
+            };
+            let pause = match self.poll_if_ours(&version, &held).await {
+                true => interval,
+                // Another host polls: look again soon, to take over within
+                // two intervals when it stops renewing.
+                false => (interval / 4).max(MIN_STANDBY_CHECK),
+            };
+            lease = Some(held);
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
+        }
+        if let Some(lease) = lease {
+            lease.release(&self.db).await;
         }
         if let Some(link) = self.link.take() {
             if let Some(publisher) = Arc::into_inner(link.publisher) {
@@ -272,9 +280,80 @@ impl Poller {
         }
     }
 
+    /// Polls if this host holds (or takes) the producer's lease, renewing
+    /// it while the poll runs; false if another host holds it.
+    async fn poll_if_ours(&mut self, version: &Arc<LoadedPlugin>, lease: &Lease) -> bool {
+        let db = self.db.clone();
+        match lease.take(&db).await {
+            Ok(holder) => {
+                let ours = holder == lease.holder;
+                self.slot.set_poller(holder);
+                if !ours {
+                    return false;
+                }
+            }
+            Err(e) => {
+                if e.is_outage() {
+                    self.store_health.failed(&e);
+                }
+                self.poll_failed(&anyhow::Error::from(e).context("taking the producer's lease"));
+                return true;
+            }
+        }
+        let started = now_ms();
+        let result = {
+            let poll = self.poll_once(version);
+            tokio::pin!(poll);
+            let mut renew = tokio::time::interval(lease.ttl / 3);
+            renew.tick().await;
+            loop {
+                tokio::select! {
+                    result = &mut poll => break result,
+                    _ = renew.tick() => {
+                        if let Err(e) = lease.take(&db).await {
+                            tracing::warn!(error = %e, "renewing the producer's lease failed");
+                        }
+                    }
+                }
+            }
+        };
+        if result.is_err()
+            && let Some(link) = self.link.take()
+        {
+            let _ = link
+                .connection
+                .close(200, ShortString::from("failed"))
+                .await;
+        }
+        match result {
+            Ok(published) => {
+                let took_ms = now_ms() - started;
+                self.slot.counters.polls.fetch_add(1, Relaxed);
+                self.slot.poll_succeeded(PollRecord {
+                    at_ms: now_ms(),
+                    took_ms,
+                    published,
+                });
+                if published > 0 {
+                    tracing::info!(published, took_ms, "poll published");
+                }
+            }
+            Err(e) => self.poll_failed(&e),
+        }
+        true
+    }
+
+    fn poll_failed(&self, e: &anyhow::Error) {
+        let error = crate::telemetry::error_chain(e);
+        tracing::warn!(%error, "poll failed; the next one starts from the same state");
+        self.slot.counters.polls.fetch_add(1, Relaxed);
+        self.slot.counters.failed_polls.fetch_add(1, Relaxed);
+        self.slot.set_poll_error(error);
+    }
+
     /// Polls (the plugin publishing as it goes), publishes what the poll
-    /// returns, then commits the poll's state writes; returns how many
-    /// events were published.
+    /// returns, then commits the poll's state writes, in one state
+    /// transaction; returns how many events were published.
     async fn poll_once(&mut self, version: &Arc<LoadedPlugin>) -> Result<u64> {
         let sink = self.sink().await?;
         let published = Arc::new(AtomicU64::new(0));
@@ -283,6 +362,7 @@ impl Poller {
             Arc::clone(version),
             Arc::clone(&published),
         );
+        let (db, health) = (self.db.clone(), Arc::clone(&self.store_health));
         let during = sink.clone();
         let publish: PublishSink = Box::new(move |events| {
             during.send(&events).map_err(|e| format!("{e:#}"))?;
@@ -290,59 +370,45 @@ impl Poller {
             Ok(())
         });
         let limit = version.poll_timeout().context("not a producer")?;
-        let writes = tokio::task::spawn_blocking(move || {
-            let mut instance = polled.producer().context("not a producer")?;
-            instance.sync_cache(slot.state_generation());
+        let polled = tokio::task::spawn_blocking(move || {
+            let store = |e: StoreError| {
+                if e.is_outage() {
+                    health.failed(&e);
+                }
+                anyhow::Error::from(e)
+            };
+            let mut txn = StateTxn::begin(&slot, &db, || polled.producer())
+                .map_err(store)?
+                .context("not a producer")?;
             // A failed poll discards its own writes (`Instance::poll`).
-            let events = instance.poll(publish, limit).map_err(|e| match e {
+            let events = txn.instance().poll(publish, limit).map_err(|e| match e {
                 CallError::Timeout => anyhow!(
                     "the poll stopped: no progress (HTTP or publish) for a whole plugin \
                      deadline, or longer than {POLL_TIMEOUT_SETTING} ({} ms)",
                     limit.as_millis()
                 ),
+                CallError::Store(e) => store(e),
                 other => anyhow!(other),
             })?;
-            let writes = instance.take_state_writes();
             sink.send(&events)?;
             sink.confirmed()?;
-            Ok::<_, anyhow::Error>((writes, events.len() as u64))
+            let commit = BatchCommit {
+                plugin: slot.name.clone(),
+                version: polled.sha256.clone(),
+                ..BatchCommit::default()
+            };
+            txn.commit(&db, commit)
+                .map_err(store)
+                .context("committing the producer's state")?;
+            health.answered();
+            Ok::<_, anyhow::Error>(events.len() as u64)
         })
         .await
-        .context("poll worker panicked");
-        let (writes, returned) = match writes {
-            Ok(result) => result,
-            Err(e) => Err(e),
-        }
-        .inspect_err(|_| {
-            let n = published.load(Relaxed);
-            self.slot.counters.published.fetch_add(n, Relaxed);
-        })?;
-        let published = published.load(Relaxed) + returned;
+        .context("poll worker panicked")
+        .and_then(|polled| polled);
+        let published = published.load(Relaxed) + polled.as_ref().map_or(0, |n| *n);
         self.slot.counters.published.fetch_add(published, Relaxed);
-        if !writes.is_empty() {
-            let (db, slot, version) =
-                (self.db.clone(), Arc::clone(&self.slot), Arc::clone(version));
-            tokio::task::spawn_blocking(move || {
-                let _writer = slot.writer();
-                let batch = BatchCommit {
-                    plugin: slot.name.clone(),
-                    version: version.sha256.clone(),
-                    state: writes,
-                    ..BatchCommit::default()
-                };
-                db.blocking()
-                    .commit_batch(&batch)
-                    .context("committing the producer's state")?;
-                let generation = slot.state_committed();
-                if let Some(mut instance) = version.producer() {
-                    instance.state_committed(batch.state, generation);
-                }
-                Ok::<_, anyhow::Error>(())
-            })
-            .await
-            .context("store worker panicked")??;
-        }
-        Ok(published)
+        polled.map(|_| published)
     }
 
     /// Where this poll's events go; opens the broker link if needed.

@@ -63,6 +63,7 @@ fn store_copy_moves_an_embedded_store_into_an_empty_postgres_database_once() {
                 };
                 2
             ],
+            state_generation: Some(0),
         })
         .unwrap();
     db.outbox_done(&[outbox[0].seq]).unwrap();

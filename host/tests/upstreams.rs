@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::broker_lock::BrokerLock;
 use common::process::ChildHost;
 use common::upstream::{Paging, Upstream};
 use common::{TestHost, documents, eventually, plugin_entry, producer_stat};
@@ -272,6 +273,8 @@ async fn a_walk_that_fails_half_way_publishes_again_and_is_applied_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_killed_in_the_middle_of_a_walk_applies_every_record_once() {
+    // A child-process host holds no broker lock of its own.
+    let _broker_up = BrokerLock::shared().await;
     let crm = Upstream::start(customers(2_000), Paging::Page, 0).await;
     let reached = crm.hold_page(5).await;
     let plugins = ["crm-producer", "merge"];

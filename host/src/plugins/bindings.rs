@@ -71,14 +71,17 @@ pub enum CallMode {
 /// values, over the store. `None` marks a delete (or, in the cache, a key
 /// known to be absent).
 ///
-/// The cache is sound because every writer of a plugin's state holds the
-/// plugin's writer lock, and an instance drops its cache when another
-/// version of the plugin committed since (see `Instance::sync_cache`).
+/// The cache is sound because it is tied to the store's state generation
+/// of the plugin: a state transaction drops it when the generation moved
+/// (another version, or another host, committed), and a commit that began
+/// at an older generation fails (see `plugins::state_txn`).
 #[derive(Debug, Default)]
 pub struct StateOverlay {
     committed: HashMap<String, Option<Vec<u8>>>,
     batch: HashMap<String, Option<Vec<u8>>>,
     event: HashMap<String, Option<Vec<u8>>>,
+    /// Whether the transaction in progress read or wrote any state.
+    touched: bool,
 }
 
 /// Committed values cached per plugin before the cache starts over; bounds
@@ -103,6 +106,18 @@ impl StateOverlay {
     /// Forgets the cache of committed values (someone else committed).
     pub fn forget_committed(&mut self) {
         self.committed.clear();
+    }
+
+    /// A state transaction begins: nothing touched yet, no writes pending.
+    pub fn begin(&mut self) {
+        self.touched = false;
+        self.event.clear();
+        self.batch.clear();
+    }
+
+    /// Whether state was read or written since [`StateOverlay::begin`].
+    pub fn touched(&self) -> bool {
+        self.touched
     }
 
     /// The event succeeded: its writes join the batch.
@@ -276,6 +291,7 @@ impl publish::Host for HostState {
 
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.overlay.touched = true;
         if let Some(value) = self.overlay.lookup(&key) {
             return Ok(value.clone());
         }
@@ -291,12 +307,14 @@ impl state::Host for HostState {
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
         self.writable("set")?;
+        self.overlay.touched = true;
         self.overlay.event.insert(key, Some(value));
         Ok(())
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         self.writable("delete")?;
+        self.overlay.touched = true;
         self.overlay.event.insert(key, None);
         Ok(())
     }

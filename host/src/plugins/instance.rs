@@ -247,18 +247,36 @@ impl<W: World> Instance<W> {
         self.store.data_mut().overlay.take_batch()
     }
 
-    /// Drops the cache of committed state if another writer (another
-    /// version of the plugin) committed since it was filled.
-    pub fn sync_cache(&mut self, generation: u64) {
+    /// A state transaction begins at the plugin's state `generation` (see
+    /// `plugins::state_txn`): the cache of committed state is dropped if it
+    /// was filled at another one, and nothing is pending or touched.
+    pub(super) fn begin_state(&mut self, generation: u64) {
+        let overlay = &mut self.store.data_mut().overlay;
         if self.cache_generation != generation {
-            self.store.data_mut().overlay.forget_committed();
+            overlay.forget_committed();
             self.cache_generation = generation;
         }
+        overlay.begin();
+    }
+
+    /// Whether the transaction in progress read or wrote state.
+    pub(super) fn state_touched(&self) -> bool {
+        self.store.data().overlay.touched()
+    }
+
+    /// Drops the cache of committed state: it may be stale (a commit
+    /// failed, perhaps because another writer came first).
+    pub(super) fn forget_cache(&mut self) {
+        self.store.data_mut().overlay.forget_committed();
     }
 
     /// The writes from [`Instance::take_state_writes`] are committed as the
     /// plugin's state `generation`: later reads are served from memory.
-    pub fn state_committed(&mut self, writes: Vec<(String, Option<Vec<u8>>)>, generation: u64) {
+    pub(super) fn state_committed(
+        &mut self,
+        writes: Vec<(String, Option<Vec<u8>>)>,
+        generation: u64,
+    ) {
         self.store.data_mut().overlay.committed(writes);
         self.cache_generation = generation;
     }

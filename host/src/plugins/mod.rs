@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod http;
 pub mod instance;
 pub mod registry;
+pub mod state_txn;
 pub mod tls;
 pub mod warnings;
 pub mod watcher;
@@ -260,6 +261,9 @@ pub struct Counters {
     pub dead_lettered: AtomicU64,
     /// Store commits (batches that applied at least one event).
     pub commits: AtomicU64,
+    /// Batches run again because another writer (another host, another
+    /// version) committed the plugin's state first.
+    pub conflicts: AtomicU64,
     /// A producer's polls, those that failed, and the events published.
     pub polls: AtomicU64,
     pub failed_polls: AtomicU64,
@@ -368,9 +372,6 @@ pub struct PluginSlot {
     /// Held while a batch (or API write) of any version is applied and
     /// committed: one writer of the plugin's state at a time.
     writer: Mutex<()>,
-    /// Bumped by each state commit, so that an instance whose cache of
-    /// committed state predates another version's commit drops it.
-    state_generation: AtomicU64,
     pub counters: Counters,
     /// How many times a new version replaced the running one.
     pub reloads: AtomicU64,
@@ -379,6 +380,8 @@ pub struct PluginSlot {
     poll_error: Mutex<Option<(String, i64)>>,
     /// A producer's last successful poll.
     last_poll: Mutex<Option<PollRecord>>,
+    /// The host that holds the producer's lease (polls it), as last seen.
+    poller: Mutex<Option<String>>,
 }
 
 /// A successful poll, as `GET /plugins` shows it.
@@ -398,12 +401,12 @@ impl PluginSlot {
             name: version.name.clone(),
             current: RwLock::new(Arc::new(version)),
             writer: Mutex::new(()),
-            state_generation: AtomicU64::new(0),
             counters: Counters::default(),
             reloads: AtomicU64::new(0),
             outbox_pending: AtomicBool::new(false),
             poll_error: Mutex::new(None),
             last_poll: Mutex::new(None),
+            poller: Mutex::new(None),
         }
     }
 
@@ -415,6 +418,19 @@ impl PluginSlot {
     pub fn poll_succeeded(&self, poll: PollRecord) {
         *self.poll_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *self.last_poll.lock().unwrap_or_else(|p| p.into_inner()) = Some(poll);
+    }
+
+    /// Records which host holds the producer's lease.
+    pub fn set_poller(&self, host: String) {
+        *self.poller.lock().unwrap_or_else(|p| p.into_inner()) = Some(host);
+    }
+
+    /// The host that polls this producer, as last seen.
+    pub fn poller(&self) -> Option<String> {
+        self.poller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A producer's last successful poll.
@@ -447,16 +463,6 @@ impl PluginSlot {
     /// writes. Take it before the version's instance. Blocking.
     pub fn writer(&self) -> MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn state_generation(&self) -> u64 {
-        self.state_generation.load(Ordering::Acquire)
-    }
-
-    /// A state commit happened (call with the writer lock held); returns
-    /// the new generation.
-    pub fn state_committed(&self) -> u64 {
-        self.state_generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Marks that events of this plugin wait in the outbox (written outside

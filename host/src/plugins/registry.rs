@@ -93,6 +93,8 @@ pub struct ProducerStatus {
     pub last_poll_error: Option<PollError>,
     /// The last successful poll: when, how long it took, what it published.
     pub last_poll: Option<super::PollRecord>,
+    /// The host that polls it (holds its lease), among hosts sharing a store.
+    pub polled_by: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -400,6 +402,7 @@ impl PluginRegistry {
                             .poll_error()
                             .map(|(error, at_ms)| PollError { error, at_ms }),
                         last_poll: slot.last_poll(),
+                        polled_by: slot.poller(),
                     }),
                 }
             })

@@ -18,18 +18,32 @@ pub struct Migration {
 }
 
 /// The SQLite store's steps, in order.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "cluster",
+        sql: include_str!("../../migrations/sqlite/0002_cluster.sql"),
+    },
+];
 
 /// The PostgreSQL store's steps, in order.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "cluster",
+        sql: include_str!("../../migrations/postgres/0002_cluster.sql"),
+    },
+];
 
 /// The version `steps` bring a store to.
 pub fn latest(steps: &[Migration]) -> u32 {

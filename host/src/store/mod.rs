@@ -11,6 +11,8 @@
 //! - [`queue_bindings`], the binding keys of each plugin's queue;
 //! - [`batch`], a batch's effects across documents, state, applied ids and
 //!   outbox, committed in ONE transaction on every backend;
+//! - [`cluster`], hosts' heartbeats and leases, for hosts sharing a store;
+//! - [`health`], whether the store answers, as this host last found it;
 //! - [`copy`], moving a whole store into an empty one.
 //!
 //! Backends, one file each, implementing all of [`Backend`]:
@@ -36,11 +38,13 @@
 //! The store knows nothing of brokers or plugins beyond their names.
 
 pub mod batch;
+pub mod cluster;
 pub mod copy;
 pub mod dead_letters;
 pub mod dedupe;
 pub mod documents;
 pub mod error;
+pub mod health;
 pub mod migrations;
 pub mod outbox;
 pub mod postgres;
@@ -57,11 +61,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use batch::{BatchCommit, Batches};
+pub use cluster::{Cluster, HostRecord};
 pub use copy::{CopyReport, Transfer};
 pub use dead_letters::{DeadLetters, StoredDeadLetter};
 pub use dedupe::Dedupe;
 pub use documents::{DocumentWrite, Documents, Page};
 pub use error::StoreError;
+pub use health::StoreHealth;
 pub use outbox::{Outbox, OutboxEntry, PublishWrite};
 pub use queue_bindings::QueueBindings;
 pub use state::PluginState;
@@ -75,6 +81,7 @@ pub trait Backend:
     + DeadLetters
     + QueueBindings
     + Batches
+    + Cluster
     + Transfer
     + fmt::Debug
     + Send
@@ -91,6 +98,7 @@ impl<T> Backend for T where
         + DeadLetters
         + QueueBindings
         + Batches
+        + Cluster
         + Transfer
         + fmt::Debug
         + Send

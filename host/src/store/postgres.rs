@@ -30,8 +30,9 @@ use super::copy::{
 };
 use super::error::Doing;
 use super::{
-    BatchCommit, Batches, DeadLetters, Dedupe, DocumentWrite, Documents, Outbox, OutboxEntry, Page,
-    PluginState, QueueBindings, StoreError, StoredDeadLetter, Transfer, lock, migrations, now_ms,
+    BatchCommit, Batches, Cluster, DeadLetters, Dedupe, DocumentWrite, Documents, HostRecord,
+    Outbox, OutboxEntry, Page, PluginState, QueueBindings, StoreError, StoredDeadLetter, Transfer,
+    lock, migrations, now_ms,
 };
 use crate::config::redact_url;
 
@@ -371,6 +372,99 @@ impl PluginState for Postgres {
             Ok(row.map(|r| r.get(0)))
         })
     }
+
+    fn state_generation(&self, plugin: &str) -> Result<u64, StoreError> {
+        self.pool.with(|c| {
+            let row = c.query_opt(
+                "SELECT generation FROM plugin_generations WHERE plugin = $1",
+                &[&plugin],
+            )?;
+            Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+        })
+    }
+}
+
+/// The store's clock in SQL: the server's, in milliseconds.
+const CLOCK_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+impl Cluster for Postgres {
+    fn heartbeat(&self, id: &str, started_ms: i64, info: &str) -> Result<(), StoreError> {
+        self.pool
+            .with(|c| {
+                c.execute(
+                    &format!(
+                        "INSERT INTO hosts (id, started_ms, last_seen_ms, info) VALUES ($1, $2, {CLOCK_MS}, $3)
+                         ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms,
+                         last_seen_ms = excluded.last_seen_ms, info = excluded.info"
+                    ),
+                    &[&id, &started_ms, &info],
+                )?;
+                Ok(())
+            })
+            .doing("recording the host's heartbeat")
+    }
+
+    fn hosts(&self, since_ms: i64) -> Result<Vec<HostRecord>, StoreError> {
+        self.pool.with(|c| {
+            let rows = c.query(
+                "SELECT id, started_ms, last_seen_ms, info FROM hosts WHERE last_seen_ms >= $1
+                 ORDER BY last_seen_ms DESC, id",
+                &[&since_ms],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| HostRecord {
+                    id: r.get(0),
+                    started_ms: r.get(1),
+                    last_seen_ms: r.get(2),
+                    info: r.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn forget_hosts(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.pool.with(|c| {
+            Ok(c.execute("DELETE FROM hosts WHERE last_seen_ms < $1", &[&before_ms])? as usize)
+        })
+    }
+
+    fn take_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<String, StoreError> {
+        self.pool
+            .with(|c| {
+                let taken = c.query_opt(
+                    &format!(
+                        "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, {CLOCK_MS} + $3)
+                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                         expires_ms = excluded.expires_ms
+                         WHERE leases.holder = excluded.holder OR leases.expires_ms < {CLOCK_MS}
+                         RETURNING holder"
+                    ),
+                    &[&name, &holder, &ttl_ms],
+                )?;
+                if let Some(row) = taken {
+                    return Ok(row.get(0));
+                }
+                let row = c.query_one("SELECT holder FROM leases WHERE name = $1", &[&name])?;
+                Ok(row.get(0))
+            })
+            .doing("taking a lease")
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.pool.with(|c| {
+            c.execute(
+                "DELETE FROM leases WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn clock_ms(&self) -> Result<i64, StoreError> {
+        self.pool
+            .with(|c| Ok(c.query_one(&format!("SELECT {CLOCK_MS}"), &[])?.get(0)))
+    }
 }
 
 fn count(row: &Row) -> u64 {
@@ -545,6 +639,22 @@ impl Batches for Postgres {
         self.pool
             .with(|c| {
                 let mut tx = c.transaction()?;
+                if let Some(generation) = batch.state_generation {
+                    let moved = tx.query_opt(
+                        "INSERT INTO plugin_generations (plugin, generation) VALUES ($1, 1)
+                         ON CONFLICT (plugin) DO UPDATE
+                         SET generation = plugin_generations.generation + 1
+                         WHERE plugin_generations.generation = $2
+                         RETURNING generation",
+                        &[&batch.plugin, &(generation as i64)],
+                    )?;
+                    if moved.map(|r| r.get::<_, i64>(0)) != Some(generation as i64 + 1) {
+                        return Err(StoreError::Conflict(format!(
+                            "the state of {:?} moved on since generation {generation}",
+                            batch.plugin
+                        )));
+                    }
+                }
                 if !keys.is_empty() {
                     tx.execute(
                         "INSERT INTO documents (collection, key, json, updated_ms)

@@ -16,8 +16,9 @@ use super::copy::{
 };
 use super::error::Doing;
 use super::{
-    BatchCommit, Batches, DeadLetters, Dedupe, DocumentWrite, Documents, Outbox, OutboxEntry, Page,
-    PluginState, QueueBindings, StoreError, StoredDeadLetter, Transfer, lock, migrations, now_ms,
+    BatchCommit, Batches, Cluster, DeadLetters, Dedupe, DocumentWrite, Documents, HostRecord,
+    Outbox, OutboxEntry, Page, PluginState, QueueBindings, StoreError, StoredDeadLetter, Transfer,
+    lock, migrations, now_ms,
 };
 
 /// The store's file name in the data folder.
@@ -251,6 +252,15 @@ impl PluginState for Sqlite {
                 .optional()
         })
     }
+
+    fn state_generation(&self, plugin: &str) -> Result<u64, StoreError> {
+        let generation: Option<i64> = self.read(|c| {
+            c.prepare_cached("SELECT generation FROM plugin_generations WHERE plugin = ?1")?
+                .query_row(params![plugin], |r| r.get(0))
+                .optional()
+        })?;
+        Ok(generation.unwrap_or(0) as u64)
+    }
 }
 
 impl Dedupe for Sqlite {
@@ -354,6 +364,21 @@ impl Batches for Sqlite {
     fn commit_batch(&self, batch: &BatchCommit) -> Result<Vec<OutboxEntry>, StoreError> {
         let now = now_ms();
         self.write(|tx| {
+            if let Some(generation) = batch.state_generation {
+                let moved = tx
+                    .prepare_cached(
+                        "INSERT INTO plugin_generations (plugin, generation) VALUES (?1, 1)
+                         ON CONFLICT (plugin) DO UPDATE SET generation = generation + 1
+                         WHERE generation = ?2",
+                    )?
+                    .execute(params![batch.plugin, generation as i64])?;
+                if moved == 0 || state_generation_in(tx, &batch.plugin)? != generation + 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "the state of {:?} moved on since generation {generation}",
+                        batch.plugin
+                    )));
+                }
+            }
             let mut outbox = Vec::with_capacity(batch.publish.len());
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO documents (collection, key, json, updated_ms) VALUES (?1, ?2, ?3, ?4)
@@ -414,6 +439,87 @@ impl Batches for Sqlite {
             Ok(outbox)
         })
         .doing("committing a batch")
+    }
+}
+
+/// The plugin's state generation as `tx` sees it.
+fn state_generation_in(tx: &rusqlite::Transaction<'_>, plugin: &str) -> Result<u64, StoreError> {
+    let generation: i64 = tx
+        .prepare_cached("SELECT generation FROM plugin_generations WHERE plugin = ?1")?
+        .query_row(params![plugin], |r| r.get(0))?;
+    Ok(generation as u64)
+}
+
+impl Cluster for Sqlite {
+    fn heartbeat(&self, id: &str, started_ms: i64, info: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO hosts (id, started_ms, last_seen_ms, info) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms,
+                 last_seen_ms = excluded.last_seen_ms, info = excluded.info",
+            )?
+            .execute(params![id, started_ms, now_ms(), info])?;
+            Ok(())
+        })
+        .doing("recording the host's heartbeat")
+    }
+
+    fn hosts(&self, since_ms: i64) -> Result<Vec<HostRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, started_ms, last_seen_ms, info FROM hosts WHERE last_seen_ms >= ?1
+                 ORDER BY last_seen_ms DESC, id",
+            )?
+            .query_map(params![since_ms], |r| {
+                Ok(HostRecord {
+                    id: r.get(0)?,
+                    started_ms: r.get(1)?,
+                    last_seen_ms: r.get(2)?,
+                    info: r.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn forget_hosts(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM hosts WHERE last_seen_ms < ?1",
+                params![before_ms],
+            )?)
+        })
+    }
+
+    fn take_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<String, StoreError> {
+        let now = now_ms();
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                 expires_ms = excluded.expires_ms
+                 WHERE leases.holder = excluded.holder OR leases.expires_ms < ?4",
+            )?
+            .execute(params![name, holder, now + ttl_ms, now])?;
+            Ok(tx
+                .prepare_cached("SELECT holder FROM leases WHERE name = ?1")?
+                .query_row(params![name], |r| r.get(0))?)
+        })
+        .doing("taking a lease")
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn clock_ms(&self) -> Result<i64, StoreError> {
+        Ok(now_ms())
     }
 }
 
@@ -841,7 +947,10 @@ mod tests {
         assert!(!error.is_outage());
         assert!(
             error.to_string().contains(
-                "store schema version 99 is newer than this switchyard knows (1): upgrade switchyard"
+                &format!(
+                "store schema version 99 is newer than this switchyard knows ({}): upgrade switchyard",
+                super::migrations::latest(super::migrations::SQLITE)
+            )
             ),
             "{error}"
         );

@@ -121,6 +121,7 @@ pub(crate) fn batch(ids: &[&str]) -> BatchCommit {
             body: "{}".into(),
             hops: 2,
         }],
+        state_generation: None,
     }
 }
 
@@ -160,7 +161,87 @@ on_every_backend!(
     dead_letters_are_kept_listed_and_forgotten,
     queue_bindings_are_remembered_per_plugin,
     a_store_copies_into_an_empty_store_only,
+    a_commit_from_a_stale_state_generation_is_a_conflict,
+    a_lease_has_one_holder_until_it_expires_or_is_released,
+    hosts_are_listed_by_their_last_heartbeat,
 );
+
+fn a_commit_from_a_stale_state_generation_is_a_conflict(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    assert_eq!(db.state_generation("p").unwrap(), 0);
+    let at = |generation: u64, ids: &[&str]| BatchCommit {
+        state_generation: Some(generation),
+        ..batch(ids)
+    };
+    db.commit_batch(&at(0, &["e1"])).unwrap();
+    assert_eq!(db.state_generation("p").unwrap(), 1);
+    // Two writers began at generation 1: the first commits, the second
+    // read state that is no longer current.
+    db.commit_batch(&at(1, &["e2"])).unwrap();
+    let stale = db.commit_batch(&at(1, &["e3"])).unwrap_err();
+    assert!(stale.is_conflict(), "{stale}");
+    assert!(
+        db.applied_among("p", &["e3"]).unwrap().is_empty(),
+        "nothing written"
+    );
+    let zero = db.commit_batch(&at(0, &["e4"])).unwrap_err();
+    assert!(zero.is_conflict(), "{zero}");
+    assert_eq!(db.state_generation("p").unwrap(), 2);
+    // A batch that touched no state leaves the generation alone.
+    db.commit_batch(&batch(&["e5"])).unwrap();
+    assert_eq!(db.state_generation("p").unwrap(), 2);
+    assert_eq!(db.state_generation("other").unwrap(), 0);
+}
+
+fn a_lease_has_one_holder_until_it_expires_or_is_released(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    assert_eq!(db.take_lease("producer/crm", "a", 60_000).unwrap(), "a");
+    assert_eq!(db.take_lease("producer/crm", "b", 60_000).unwrap(), "a");
+    assert_eq!(
+        db.take_lease("producer/crm", "a", 60_000).unwrap(),
+        "a",
+        "renewed"
+    );
+    assert_eq!(db.take_lease("producer/inv", "b", 60_000).unwrap(), "b");
+    db.release_lease("producer/crm", "b").unwrap();
+    assert_eq!(
+        db.take_lease("producer/crm", "b", 60_000).unwrap(),
+        "a",
+        "not b's to release"
+    );
+    db.release_lease("producer/crm", "a").unwrap();
+    assert_eq!(db.take_lease("producer/crm", "b", 1).unwrap(), "b");
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        db.take_lease("producer/crm", "a", 60_000).unwrap(),
+        "a",
+        "b's expired"
+    );
+}
+
+fn hosts_are_listed_by_their_last_heartbeat(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    let before = db.clock_ms().unwrap();
+    db.heartbeat("h1", 5, r#"{"plugins":[]}"#).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    db.heartbeat("h2", 6, "{}").unwrap();
+    // Heartbeats are stamped in milliseconds: a few apart, they order.
+    std::thread::sleep(Duration::from_millis(5));
+    db.heartbeat("h1", 7, r#"{"plugins":["merge"]}"#).unwrap();
+    let hosts = db.hosts(before).unwrap();
+    let ids: Vec<&str> = hosts.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(ids, ["h1", "h2"], "most recently seen first");
+    assert_eq!(hosts[0].info, r#"{"plugins":["merge"]}"#);
+    assert_eq!(hosts[0].started_ms, 7);
+    assert!(hosts[0].last_seen_ms > hosts[1].last_seen_ms);
+    assert!(hosts[1].last_seen_ms >= before);
+    assert!(db.hosts(db.clock_ms().unwrap() + 1_000).unwrap().is_empty());
+    assert_eq!(db.forget_hosts(hosts[1].last_seen_ms + 1).unwrap(), 1);
+    assert_eq!(db.hosts(0).unwrap().len(), 1);
+}
 
 fn a_batch_commits_documents_state_ids_and_outbox_together(h: &Harness) {
     let store = h.open();
@@ -523,9 +604,10 @@ fn a_postgres_store_from_a_newer_switchyard_is_refused() {
         .unwrap();
     let error = super::postgres::Postgres::open(&db.url()).unwrap_err();
     assert!(
-        error.to_string().contains(
-            "store schema version 99 is newer than this switchyard knows (1): upgrade switchyard"
-        ),
+        error.to_string().contains(&format!(
+            "store schema version 99 is newer than this switchyard knows ({}): upgrade switchyard",
+            super::migrations::latest(super::migrations::SQLITE)
+        )),
         "{error}"
     );
 }

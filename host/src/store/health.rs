@@ -1,0 +1,75 @@
+//! Whether the store answers, as this host last found it. Whoever meets a
+//! store failure that is not the data's fault (an outage) says so here and
+//! whoever then succeeds says so too; the log gets one line when an outage
+//! starts and one when it ends, never one per event, and `/health` answers
+//! 503 with the reason meanwhile.
+
+use std::sync::Mutex;
+
+use super::{StoreError, now_ms};
+
+/// The store's health: `None` while it answers.
+#[derive(Debug, Default)]
+pub struct StoreHealth(Mutex<Option<Outage>>);
+
+/// An outage in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub reason: String,
+    pub since_ms: i64,
+}
+
+impl StoreHealth {
+    /// The store failed with `error`.
+    pub fn failed(&self, error: &StoreError) {
+        let mut outage = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *outage {
+            Some(o) => o.reason = error.to_string(),
+            None => {
+                tracing::error!(
+                    error = %error,
+                    "store outage: what needs the store waits until it answers again"
+                );
+                *outage = Some(Outage {
+                    reason: error.to_string(),
+                    since_ms: now_ms(),
+                });
+            }
+        }
+    }
+
+    /// The store answered.
+    pub fn answered(&self) {
+        let mut outage = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = outage.take() {
+            tracing::info!(
+                lasted_ms = now_ms() - o.since_ms,
+                "store outage over: the store answers again"
+            );
+        }
+    }
+
+    /// The outage in progress, if any.
+    pub fn outage(&self) -> Option<Outage> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_lasts_from_the_first_failure_to_the_next_answer() {
+        let health = StoreHealth::default();
+        assert_eq!(health.outage(), None);
+        health.failed(&StoreError::Unavailable("disk full".into()));
+        let since = health.outage().unwrap().since_ms;
+        health.failed(&StoreError::Unavailable("still full".into()));
+        let outage = health.outage().unwrap();
+        assert_eq!(outage.since_ms, since, "the same outage");
+        assert_eq!(outage.reason, "store unavailable: still full");
+        health.answered();
+        assert_eq!(health.outage(), None);
+    }
+}
