@@ -3,10 +3,18 @@
 //! whoever then succeeds says so too; the log gets one line when an outage
 //! starts and one when it ends, never one per event, and `/health` answers
 //! 503 with the reason meanwhile.
+//!
+//! An outage ends at the first success [`QUIET`] after its last failure: a
+//! store that fails now and then (a full disk lets a small commit through
+//! and refuses the next) is one outage, not many.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::{StoreError, now_ms};
+
+/// How long after its last failure a success ends an outage.
+pub const QUIET: Duration = Duration::from_secs(2);
 
 /// The store's health: `None` while it answers.
 #[derive(Debug, Default)]
@@ -17,6 +25,7 @@ pub struct StoreHealth(Mutex<Option<Outage>>);
 pub struct Outage {
     pub reason: String,
     pub since_ms: i64,
+    pub last_failure_ms: i64,
 }
 
 impl StoreHealth {
@@ -24,7 +33,10 @@ impl StoreHealth {
     pub fn failed(&self, error: &StoreError) {
         let mut outage = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *outage {
-            Some(o) => o.reason = error.to_string(),
+            Some(o) => {
+                o.reason = error.to_string();
+                o.last_failure_ms = now_ms();
+            }
             None => {
                 tracing::error!(
                     error = %error,
@@ -33,6 +45,7 @@ impl StoreHealth {
                 *outage = Some(Outage {
                     reason: error.to_string(),
                     since_ms: now_ms(),
+                    last_failure_ms: now_ms(),
                 });
             }
         }
@@ -41,7 +54,8 @@ impl StoreHealth {
     /// The store answered.
     pub fn answered(&self) {
         let mut outage = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(o) = outage.take() {
+        let quiet = QUIET.as_millis() as i64;
+        if let Some(o) = outage.take_if(|o| now_ms() - o.last_failure_ms >= quiet) {
             tracing::info!(
                 lasted_ms = now_ms() - o.since_ms,
                 "store outage over: the store answers again"
@@ -69,6 +83,9 @@ mod tests {
         let outage = health.outage().unwrap();
         assert_eq!(outage.since_ms, since, "the same outage");
         assert_eq!(outage.reason, "store unavailable: still full");
+        health.answered();
+        assert!(health.outage().is_some(), "a success right after a failure");
+        std::thread::sleep(QUIET);
         health.answered();
         assert_eq!(health.outage(), None);
     }

@@ -49,6 +49,9 @@ pub struct CustomerWorkload {
     pub distinct: usize,
     /// Messages that repeat another's event id (sent before or after it).
     pub duplicates: usize,
+    /// Malformed messages (each distinct), which every plugin receiving
+    /// them must dead-letter once.
+    pub malformed: usize,
     event_ids: Vec<String>,
     /// Customer id to the document `customers/<id>` must end as.
     expected: BTreeMap<String, Value>,
@@ -94,9 +97,26 @@ impl CustomerWorkload {
             messages,
             distinct: events,
             duplicates,
+            malformed: 0,
             event_ids,
             expected,
         }
+    }
+
+    /// Inserts `n` malformed messages at random places, each distinct:
+    /// half without an `eventId`, half not JSON at all.
+    pub fn add_malformed(&mut self, rng: &mut fastrand::Rng, n: usize) {
+        for i in 0..n {
+            let body = if i % 2 == 0 {
+                format!(r#"{{"id":"c{i}","name":"no event id {i}"}}"#)
+            } else {
+                format!("not JSON {i}")
+            };
+            let at = rng.usize(..=self.messages.len());
+            self.messages
+                .insert(at, ("customer.updated".to_owned(), body.into_bytes()));
+        }
+        self.malformed += n;
     }
 
     /// Waits until the host has applied every event and the customer
@@ -272,8 +292,20 @@ impl FaultRun {
     /// A [`CustomerWorkload`] of `events` events over `customers` customers
     /// with `duplicates` repeats, published at `pace` to a healthy host.
     pub async fn start(events: usize, customers: usize, duplicates: usize, pace: Pace) -> Self {
+        Self::start_with_malformed(events, customers, duplicates, 0, pace).await
+    }
+
+    /// [`FaultRun::start`] with `malformed` bad messages in the stream.
+    pub async fn start_with_malformed(
+        events: usize,
+        customers: usize,
+        duplicates: usize,
+        malformed: usize,
+        pace: Pace,
+    ) -> Self {
         let mut rng = fastrand::Rng::with_seed(test_seed());
-        let workload = CustomerWorkload::new(&mut rng, events, customers, duplicates);
+        let mut workload = CustomerWorkload::new(&mut rng, events, customers, duplicates);
+        workload.add_malformed(&mut rng, malformed);
         let host = ChildHost::start(PLUGINS).await;
         host.wait_healthy().await;
         let publishing = Publishing::start(&host.config, workload.messages.clone(), pace);
@@ -308,6 +340,17 @@ pub async fn settle(
     workload.assert_store(&host.open_store());
     assert_no_dead_letters(&host.config).await;
     (published, took)
+}
+
+/// Takes the dead letters of `plugin`, once exactly `n` have arrived and no
+/// more come: their bodies.
+pub async fn dead_letters(config: &Config, plugin: &str, n: usize) -> Vec<Vec<u8>> {
+    let broker = super::TestBroker::connect(config).await;
+    let letters = broker
+        .drain_exactly(&config.dead_letter_queue(plugin), n)
+        .await;
+    broker.close().await;
+    letters.into_iter().map(|(_, body, _)| body).collect()
 }
 
 /// Asserts that a host's dead-letter queues are empty: nothing was rejected.
