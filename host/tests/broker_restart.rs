@@ -7,12 +7,13 @@
 //! this is its own test binary (cargo runs binaries one at a time), it
 //! holds the exclusive [`BrokerLock`] throughout (the other fault tests
 //! hold it shared), and the broker is started again even if the test
-//! fails.
+//! fails. On each store backend (the two take the lock in turn).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::backend::Backend;
 use common::broker_lock::{BrokerLock, BrokerStopped};
 use common::workload::{FaultRun, PLUGINS, Pace, settle};
 
@@ -27,8 +28,9 @@ const PACE: Pace = Pace {
     pause: Duration::from_millis(150),
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice() {
+per_backend!(a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice);
+
+async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice(backend: Backend) {
     let lock = BrokerLock::exclusive().await;
     println!("broker lock taken after {:.1?}", lock.waited);
     let started = Instant::now();
@@ -37,7 +39,7 @@ async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice() {
         workload,
         mut host,
         publishing,
-    } = FaultRun::start(EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
+    } = FaultRun::start(backend, EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
 
     let point = rng.u64(EVENTS as u64 / 10..EVENTS as u64 / 4);
     workload.wait_counted(&host, point).await;
@@ -103,7 +105,7 @@ async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice() {
     }
 
     println!(
-        "broker restart: 1 broker restart ({outage:.1?} down); {} messages published ({} distinct events, {} duplicates, {} re-sent after {} publisher reconnects) in {:.1?}; test took {:.1?}",
+        "broker restart on {backend:?}: 1 broker restart ({outage:.1?} down); {} messages published ({} distinct events, {} duplicates, {} re-sent after {} publisher reconnects) in {:.1?}; test took {:.1?}",
         published.messages,
         workload.distinct,
         workload.duplicates,

@@ -2,12 +2,13 @@
 //! tens of thousands of events flow, and started again each time. In the
 //! end every event is applied exactly once (the `counter` fixture's total,
 //! the ids each plugin recorded in the store) and the `merge` plugin's
-//! customers are those of their latest events.
+//! customers are those of their latest events. On each store backend.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::backend::Backend;
 use common::broker_lock::BrokerLock;
 use common::workload::{FaultRun, PLUGINS, Pace, settle};
 
@@ -21,8 +22,9 @@ const PACE: Pace = Pace {
     pause: Duration::from_millis(100),
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice() {
+per_backend!(sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice);
+
+async fn sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(backend: Backend) {
     let _broker_up = BrokerLock::shared().await;
     let started = Instant::now();
     let FaultRun {
@@ -30,7 +32,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice() {
         workload,
         mut host,
         publishing,
-    } = FaultRun::start(EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
+    } = FaultRun::start(backend, EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
 
     let mut kills = 0;
     for point in workload.random_points(&mut rng, KILLS) {
@@ -58,7 +60,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice() {
     let (published, _) = settle(&workload, &mut host, publishing, Duration::from_secs(10)).await;
 
     println!(
-        "crash: {kills} SIGKILLs, {} restarts; {} messages published ({} distinct events, {} duplicates, {} re-sent by the publisher) in {:.1?}; test took {:.1?}",
+        "crash on {backend:?}: {kills} SIGKILLs, {} restarts; {} messages published ({} distinct events, {} duplicates, {} re-sent by the publisher) in {:.1?}; test took {:.1?}",
         host.starts - 1,
         published.messages,
         workload.distinct,

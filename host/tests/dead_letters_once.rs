@@ -3,12 +3,13 @@
 //! subscribed plugin's dead-letter queue exactly once, while every valid
 //! event is applied exactly once. (The dead letters of a batch, its retries
 //! and its ack go out in one AMQP transaction: a redelivered bad event was
-//! never dead-lettered.)
+//! never dead-lettered.) On each store backend.
 
 mod common;
 
 use std::time::Duration;
 
+use common::backend::Backend;
 use common::broker_lock::BrokerLock;
 use common::workload::{FaultRun, Pace, dead_letters};
 
@@ -22,15 +23,17 @@ const PACE: Pace = Pace {
     pause: Duration::from_millis(100),
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_events_are_dead_lettered_once_across_sigkills() {
+per_backend!(malformed_events_are_dead_lettered_once_across_sigkills);
+
+async fn malformed_events_are_dead_lettered_once_across_sigkills(backend: Backend) {
     let _broker_up = BrokerLock::shared().await;
     let FaultRun {
         mut rng,
         workload,
         mut host,
         publishing,
-    } = FaultRun::start_with_malformed(EVENTS, CUSTOMERS, DUPLICATES, MALFORMED, PACE).await;
+    } = FaultRun::start_with_malformed(backend, EVENTS, CUSTOMERS, DUPLICATES, MALFORMED, PACE)
+        .await;
     for (n, point) in workload
         .random_points(&mut rng, KILLS)
         .into_iter()

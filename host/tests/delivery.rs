@@ -1,15 +1,21 @@
 //! The delivery promise: duplicates applied once, a restart mid-stream
 //! loses nothing and applies nothing twice. The `counter` fixture plugin
 //! makes double application visible: its count would exceed the events sent.
+//! On each store backend.
 
 mod common;
 
+use common::backend::Backend;
 use common::{TestBroker, TestHost, customer_event};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_event_id_delivered_twice_is_applied_once() {
-    let host = TestHost::start(&["counter"]).await;
+per_backend!(
+    the_same_event_id_delivered_twice_is_applied_once,
+    a_restart_mid_stream_loses_nothing_and_applies_nothing_twice,
+);
+
+async fn the_same_event_id_delivered_twice_is_applied_once(backend: Backend) {
+    let host = TestHost::start_on(backend, &["counter"]).await;
     host.wait_healthy().await;
     let broker = TestBroker::connect(&host.config).await;
     let event = customer_event("same-id", "c1", "ann", "2026-11-24T08:00:00Z");
@@ -38,10 +44,9 @@ async fn the_same_event_id_delivered_twice_is_applied_once() {
     host.cleanup(&["counter"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_mid_stream_loses_nothing_and_applies_nothing_twice() {
+async fn a_restart_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Backend) {
     const EVENTS: usize = 6000;
-    let mut host = TestHost::start(&["counter", "merge"]).await;
+    let mut host = TestHost::start_on(backend, &["counter", "merge"]).await;
     host.wait_healthy().await;
     let broker = TestBroker::connect(&host.config).await;
     let events: Vec<(String, Vec<u8>)> = (0..EVENTS)

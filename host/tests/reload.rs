@@ -3,6 +3,8 @@
 //! one event is lost or applied twice. Real broker, real `.wasm` files: the
 //! `merge-variant` and `relay-variant` builds differ visibly from the
 //! shipped ones (a `"build":"variant"` mark, an extra subscription).
+//! What goes through the store (reloads under load, published events,
+//! queue bindings) runs on each store backend.
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use common::backend::Backend;
 use common::{TestBroker, TestHost, customer_event, eventually, plugin_file};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -106,10 +109,18 @@ fn publish_slowly(
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replacing_merge_ten_times_under_load_applies_each_event_once_by_one_version() {
+per_backend!(
+    replacing_merge_ten_times_under_load_applies_each_event_once_by_one_version,
+    a_plugin_deleted_under_load_and_put_back_loses_nothing,
+    a_published_event_reaches_the_next_plugin_and_a_loop_stops_at_the_hop_limit,
+    changed_subscriptions_rebind_the_queue_without_losing_kept_keys,
+);
+
+async fn replacing_merge_ten_times_under_load_applies_each_event_once_by_one_version(
+    backend: Backend,
+) {
     const EVENTS: usize = 20_000;
-    let host = TestHost::start(&["merge"]).await;
+    let host = TestHost::start_on(backend, &["merge"]).await;
     host.wait_healthy().await;
     let (shipped, variant) = (plugin_file("merge"), plugin_file("merge-variant"));
     let (sha_shipped, sha_variant) = (sha256_of(&shipped), sha256_of(&variant));
@@ -237,10 +248,9 @@ async fn bad_files_leave_the_running_version_serving_until_a_good_one_lands() {
     host.cleanup(&["merge"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_deleted_under_load_and_put_back_loses_nothing() {
+async fn a_plugin_deleted_under_load_and_put_back_loses_nothing(backend: Backend) {
     const EVENTS: usize = 8_000;
-    let host = TestHost::start(&["counter"]).await;
+    let host = TestHost::start_on(backend, &["counter"]).await;
     host.wait_healthy().await;
     let broker = TestBroker::connect(&host.config).await;
     let publisher = publish_slowly(
@@ -286,9 +296,10 @@ async fn a_plugin_deleted_under_load_and_put_back_loses_nothing() {
     host.cleanup(&["counter"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_published_event_reaches_the_next_plugin_and_a_loop_stops_at_the_hop_limit() {
-    let host = TestHost::start_with(&["relay", "merge"], |c| c.max_hops = 3).await;
+async fn a_published_event_reaches_the_next_plugin_and_a_loop_stops_at_the_hop_limit(
+    backend: Backend,
+) {
+    let host = TestHost::start_on_with(backend, &["relay", "merge"], |c| c.max_hops = 3).await;
     host.wait_healthy().await;
     let broker = TestBroker::connect(&host.config).await;
     // Stage one (relay) republishes a customer event; stage two (merge)
@@ -343,18 +354,11 @@ async fn a_published_event_reaches_the_next_plugin_and_a_loop_stops_at_the_hop_l
     host.cleanup(&["relay", "merge"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changed_subscriptions_rebind_the_queue_without_losing_kept_keys() {
+async fn changed_subscriptions_rebind_the_queue_without_losing_kept_keys(backend: Backend) {
     const EVENTS: usize = 4_000;
-    let host = TestHost::start(&["relay"]).await;
+    let host = TestHost::start_on(backend, &["relay"]).await;
     host.wait_healthy().await;
-    let bindings = || {
-        switchyard::store::Store::sqlite(&host.config.data)
-            .unwrap()
-            .blocking()
-            .queue_bindings("relay")
-            .unwrap()
-    };
+    let bindings = || host.in_store(|db| db.queue_bindings("relay").unwrap());
     assert_eq!(bindings(), vec!["relay.#"]);
     let event = |id: &str| serde_json::to_vec(&json!({ "eventId": id })).unwrap();
     let broker = TestBroker::connect(&host.config).await;

@@ -1,12 +1,13 @@
 //! Graceful shutdown under load: SIGTERM while events flow makes the real
 //! binary finish the batches in flight and exit with success within a
 //! bounded time; started again, it carries on, and in the end nothing is
-//! lost or applied twice.
+//! lost or applied twice. On each store backend.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::backend::Backend;
 use common::broker_lock::BrokerLock;
 use common::workload::{FaultRun, PLUGINS, Pace, settle};
 
@@ -23,8 +24,9 @@ const PACE: Pace = Pace {
     pause: Duration::from_millis(20),
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
+per_backend!(sigterm_under_load_exits_cleanly_and_loses_nothing);
+
+async fn sigterm_under_load_exits_cleanly_and_loses_nothing(backend: Backend) {
     let _broker_up = BrokerLock::shared().await;
     let started = Instant::now();
     let FaultRun {
@@ -32,7 +34,7 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
         workload,
         mut host,
         publishing,
-    } = FaultRun::start(EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
+    } = FaultRun::start(backend, EVENTS, CUSTOMERS, DUPLICATES, PACE).await;
 
     let mut exits = Vec::new();
     for point in workload.random_points(&mut rng, SIGTERMS) {
@@ -65,7 +67,7 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
     );
 
     println!(
-        "shutdown: {} SIGTERMs under load (+1 at the end), all exited with success, slowest in {:.2?}; {} restarts; {} messages published ({} distinct events, {} duplicates) in {:.1?}; test took {:.1?}",
+        "shutdown on {backend:?}: {} SIGTERMs under load (+1 at the end), all exited with success, slowest in {:.2?}; {} restarts; {} messages published ({} distinct events, {} duplicates) in {:.1?}; test took {:.1?}",
         SIGTERMS,
         exits.iter().max().unwrap(),
         host.starts - 1,

@@ -8,14 +8,18 @@
 //! outcome and publishes it through broker outages, and [`broker_lock`]
 //! keeps tests that need the broker up apart from one that stops it.
 //! [`upstream`] is a REST upstream for producers, scripted by the test.
+//! [`backend`] chooses the store a host runs on (SQLite or a PostgreSQL
+//! database of the test's own) and instantiates a test on each.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod broker_lock;
 pub mod process;
 pub mod upstream;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,7 +32,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use switchyard::store::Store;
 use switchyard::{Config, Running};
+
+use backend::{Backend, TestStore};
 
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -91,9 +98,9 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// The settings of a host under test: `plugins` copied into a plugins
-/// folder under `dir`, its store there too, the test broker, and exchange
-/// and queue names of its own (prefixed `prefix`).
-pub fn host_config(dir: &Path, plugins: &[&str], prefix: &str) -> Config {
+/// folder under `dir`, its store `store` (SQLite: in `dir` too), the test
+/// broker, and exchange and queue names of its own (prefixed `prefix`).
+pub fn host_config(dir: &Path, plugins: &[&str], prefix: &str, store: &TestStore) -> Config {
     let plugin_dir = dir.join("plugins");
     std::fs::create_dir_all(&plugin_dir).unwrap();
     for name in plugins {
@@ -103,6 +110,7 @@ pub fn host_config(dir: &Path, plugins: &[&str], prefix: &str) -> Config {
     config.amqp_url = Some(amqp_url().into());
     config.plugins = plugin_dir;
     config.data = dir.join("data");
+    config.store = store.url();
     config.exchange = unique(&format!("{prefix}-exchange"));
     config.queue_prefix = unique(prefix);
     config
@@ -115,19 +123,38 @@ pub struct TestHost {
     shutdown: CancellationToken,
     pub base: String,
     pub http: reqwest::Client,
+    /// The test's own handle on the host's store, opened on first use.
+    checks: OnceLock<Store>,
     _dirs: tempfile::TempDir,
     /// Nobody stops the broker under this host (see [`broker_lock`]).
     _broker_up: broker_lock::BrokerLock,
+    /// Last: a PostgreSQL database is dropped once the host is gone.
+    _store: TestStore,
 }
 
 impl TestHost {
-    /// A host with the given plugins copied into its plugins folder.
+    /// A host with the given plugins copied into its plugins folder, on the
+    /// embedded store.
     pub async fn start(plugins: &[&str]) -> Self {
         Self::start_with(plugins, |_| {}).await
     }
 
     /// Like [`TestHost::start`], with settings changed by `adjust`.
     pub async fn start_with(plugins: &[&str], adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on_with(Backend::Sqlite, plugins, adjust).await
+    }
+
+    /// Like [`TestHost::start`], on a store on `backend`.
+    pub async fn start_on(backend: Backend, plugins: &[&str]) -> Self {
+        Self::start_on_with(backend, plugins, |_| {}).await
+    }
+
+    /// Like [`TestHost::start_on`], with settings changed by `adjust`.
+    pub async fn start_on_with(
+        backend: Backend,
+        plugins: &[&str],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         // Logs go through the test harness: shown for a failing test only.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info,lapin=warn"))
@@ -135,7 +162,8 @@ impl TestHost {
             .try_init();
         let broker_up = broker_lock::BrokerLock::shared().await;
         let dirs = tempfile::tempdir().unwrap();
-        let mut config = host_config(dirs.path(), plugins, "sy-test");
+        let store = TestStore::new(backend);
+        let mut config = host_config(dirs.path(), plugins, "sy-test", &store);
         config.http = "127.0.0.1:0".parse().unwrap();
         adjust(&mut config);
         let mut host = Self {
@@ -150,8 +178,10 @@ impl TestHost {
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
+            checks: OnceLock::new(),
             _dirs: dirs,
             _broker_up: broker_up,
+            _store: store,
         };
         host.boot().await;
         host
@@ -274,8 +304,19 @@ impl TestHost {
 
     /// How many events the plugin has applied, as recorded in the store.
     pub fn applied_in_store(&self, plugin: &str) -> u64 {
-        let store = switchyard::store::Store::sqlite(&self.config.data).unwrap();
-        store.blocking().applied_count(plugin).unwrap()
+        self.in_store(|db| db.applied_count(plugin).unwrap())
+    }
+
+    /// Runs `f` on the host's store, through the test's own handle on it
+    /// (the host may be stopped).
+    pub fn in_store<T: Send>(
+        &self,
+        f: impl FnOnce(&dyn switchyard::store::Backend) -> T + Send,
+    ) -> T {
+        off_reactor(|| {
+            let store = self.checks.get_or_init(|| open_store(&self.config));
+            f(store.blocking())
+        })
     }
 
     /// Deletes this test's queues and exchanges from the broker.
@@ -283,6 +324,24 @@ impl TestHost {
         self.stop().await;
         delete_topology(&self.config, plugins).await;
     }
+}
+
+/// Opens the store of a host with `config` (blocking: see [`off_reactor`]).
+pub fn open_store(config: &Config) -> Store {
+    let location = config.store_location().expect("a valid --store");
+    Store::open_blocking(&location).expect("opening the host's store")
+}
+
+/// Runs blocking store work `f` on a thread of its own and waits for it:
+/// PostgreSQL's synchronous client cannot run on a tokio worker, where
+/// test bodies do. A panic in `f` (a failed assertion) goes on in the
+/// caller.
+pub fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// Deletes the queues and exchanges a host with `config` declared for

@@ -2,7 +2,8 @@
 //! it or signal it. It is configured as an operator would (the broker URL
 //! in `AMQP_URL`, the rest as flags), keeps its HTTP port, folders and
 //! broker names across restarts, and appends the log of every start to one
-//! file, whose tail is printed when a test fails.
+//! file, whose tail is printed when a test fails. Its store is on the
+//! backend the test chose ([`Backend`]).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -13,10 +14,11 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 use switchyard::Config;
-use switchyard::store::Store;
+use switchyard::store::{Location, Store};
 use tokio::process::{Child, Command};
 
-use super::{delete_topology, host_config};
+use super::backend::{Backend, TestStore};
+use super::{delete_topology, host_config, off_reactor};
 
 /// How long a start may take until the API answers (plugins are compiled
 /// on every start, in a debug build).
@@ -35,11 +37,14 @@ pub struct ChildHost {
     child: Option<Child>,
     log: PathBuf,
     _dirs: tempfile::TempDir,
+    /// Last: a PostgreSQL database is dropped after the process is killed.
+    _store: TestStore,
 }
 
 impl ChildHost {
-    /// Starts the binary with `plugins` copied into its plugins folder and
-    /// waits until its API answers (not necessarily healthy yet).
+    /// Starts the binary with `plugins` copied into its plugins folder, on
+    /// the embedded store, and waits until its API answers (not
+    /// necessarily healthy yet).
     pub async fn start(plugins: &[&str]) -> Self {
         Self::start_with(plugins, |_| {}).await
     }
@@ -47,8 +52,23 @@ impl ChildHost {
     /// Like [`ChildHost::start`], with settings changed by `adjust` (the
     /// broker URL and the flags `spawn` passes).
     pub async fn start_with(plugins: &[&str], adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on_with(Backend::Sqlite, plugins, adjust).await
+    }
+
+    /// Like [`ChildHost::start`], on a store on `backend`.
+    pub async fn start_on(backend: Backend, plugins: &[&str]) -> Self {
+        Self::start_on_with(backend, plugins, |_| {}).await
+    }
+
+    /// Like [`ChildHost::start_on`], with settings changed by `adjust`.
+    pub async fn start_on_with(
+        backend: Backend,
+        plugins: &[&str],
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dirs = tempfile::tempdir().unwrap();
-        let mut config = host_config(dirs.path(), plugins, "sy-fault");
+        let store = TestStore::new(backend);
+        let mut config = host_config(dirs.path(), plugins, "sy-fault", &store);
         // A port picked once and kept, so that clients find the host again
         // after a restart.
         config.http = std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,6 +87,7 @@ impl ChildHost {
             child: None,
             log: dirs.path().join("host.log"),
             _dirs: dirs,
+            _store: store,
         };
         host.spawn();
         host.wait_serving().await;
@@ -102,6 +123,8 @@ impl ChildHost {
             .arg(&c.plugins)
             .arg("--data")
             .arg(&c.data)
+            .arg("--store")
+            .arg(store_arg(c))
             .args(["--exchange", &c.exchange, "--queue-prefix", &c.queue_prefix])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -202,8 +225,9 @@ impl ChildHost {
     }
 
     /// Opens the host's store from the test (best with the host stopped).
+    /// A PostgreSQL store is used off the reactor ([`off_reactor`]).
     pub fn open_store(&self) -> Store {
-        Store::sqlite(&self.config.data).expect("opening the host's store")
+        off_reactor(|| super::open_store(&self.config))
     }
 
     pub fn log_path(&self) -> &Path {
@@ -234,6 +258,14 @@ impl ChildHost {
             self.terminate(Duration::from_secs(30)).await;
         }
         delete_topology(&self.config, plugins).await;
+    }
+}
+
+/// `--store` as an operator writes it: `sqlite` or the URL.
+fn store_arg(config: &Config) -> String {
+    match config.store_location().expect("a valid --store") {
+        Location::Sqlite(_) => "sqlite".to_owned(),
+        Location::Postgres(url) => url,
     }
 }
 

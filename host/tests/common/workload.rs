@@ -19,8 +19,9 @@ use switchyard::Config;
 use switchyard::store::Store;
 use tokio::task::JoinHandle;
 
+use super::backend::Backend;
 use super::process::ChildHost;
-use super::{customer_event, producer_properties};
+use super::{customer_event, off_reactor, producer_properties};
 
 /// The plugins a workload goes through: `counter` makes a double (or
 /// missing) application visible, `merge` keeps the latest state.
@@ -242,9 +243,12 @@ impl CustomerWorkload {
 
     /// Asserts what the store recorded (open it with the host stopped):
     /// every plugin applied exactly the distinct event ids, and the
-    /// counter's committed state agrees.
+    /// counter's committed state agrees. Blocking, off the reactor.
     pub fn assert_store(&self, store: &Store) {
-        let store = store.blocking();
+        off_reactor(|| self.assert_store_blocking(store.blocking()))
+    }
+
+    fn assert_store_blocking(&self, store: &dyn switchyard::store::Backend) {
         let ids: Vec<&str> = self.event_ids.iter().map(String::as_str).collect();
         for plugin in PLUGINS {
             assert_eq!(
@@ -290,13 +294,21 @@ pub struct FaultRun {
 
 impl FaultRun {
     /// A [`CustomerWorkload`] of `events` events over `customers` customers
-    /// with `duplicates` repeats, published at `pace` to a healthy host.
-    pub async fn start(events: usize, customers: usize, duplicates: usize, pace: Pace) -> Self {
-        Self::start_with_malformed(events, customers, duplicates, 0, pace).await
+    /// with `duplicates` repeats, published at `pace` to a healthy host
+    /// whose store is on `backend`.
+    pub async fn start(
+        backend: Backend,
+        events: usize,
+        customers: usize,
+        duplicates: usize,
+        pace: Pace,
+    ) -> Self {
+        Self::start_with_malformed(backend, events, customers, duplicates, 0, pace).await
     }
 
     /// [`FaultRun::start`] with `malformed` bad messages in the stream.
     pub async fn start_with_malformed(
+        backend: Backend,
         events: usize,
         customers: usize,
         duplicates: usize,
@@ -306,7 +318,7 @@ impl FaultRun {
         let mut rng = fastrand::Rng::with_seed(test_seed());
         let mut workload = CustomerWorkload::new(&mut rng, events, customers, duplicates);
         workload.add_malformed(&mut rng, malformed);
-        let host = ChildHost::start(PLUGINS).await;
+        let host = ChildHost::start_on(backend, PLUGINS).await;
         host.wait_healthy().await;
         let publishing = Publishing::start(&host.config, workload.messages.clone(), pace);
         Self {
