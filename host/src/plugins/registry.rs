@@ -71,6 +71,9 @@ pub struct PluginStatus {
     pub events_applied: u64,
     pub dead_lettered: u64,
     pub commits: u64,
+    /// Batches run again because another writer (another host sharing the
+    /// store, another version) committed the plugin's state first.
+    pub conflicts: u64,
     /// The last file content that failed to replace this plugin, until a
     /// good one does.
     pub last_error: Option<LoadFailure>,
@@ -391,6 +394,7 @@ impl PluginRegistry {
                     events_applied: slot.counters.applied.load(Relaxed),
                     dead_lettered: slot.counters.dead_lettered.load(Relaxed),
                     commits: slot.counters.commits.load(Relaxed),
+                    conflicts: slot.counters.conflicts.load(Relaxed),
                     last_error,
                     last_warning: self.engine.warnings().last(&slot.name),
                     producer: version.poll_interval().map(|interval| ProducerStatus {

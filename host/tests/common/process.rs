@@ -115,6 +115,7 @@ impl ChildHost {
             .env("AMQP_URL", c.amqp_url())
             .env("SWITCHYARD_GRANTS", c.grants.join(","))
             .env("SWITCHYARD_PLUGIN_SETTINGS", c.plugin_settings.join(","))
+            .env("SWITCHYARD_BATCH_SIZE", c.batch_size.to_string())
             // The log is a file: no colour codes in it.
             .env("NO_COLOR", "1")
             .arg("--http")
