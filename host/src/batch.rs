@@ -128,6 +128,9 @@ pub fn process(
     slot.counters
         .applied
         .fetch_add(processed.count(|o| *o == Outcome::Applied), Relaxed);
+    slot.counters
+        .duplicates
+        .fetch_add(processed.count(|o| *o == Outcome::Duplicate), Relaxed);
     slot.counters.dead_lettered.fetch_add(
         processed.count(|o| matches!(o, Outcome::DeadLetter(_))),
         Relaxed,

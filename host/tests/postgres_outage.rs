@@ -21,7 +21,9 @@ fn admin(sql: &str) {
         let mut client =
             postgres::Client::connect(&format!("{}/postgres", test_server()), postgres::NoTls)
                 .expect("PostgreSQL reachable");
-        client.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        client
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     })
 }
 
@@ -48,16 +50,28 @@ async fn the_database_going_away_under_load_is_waited_out() {
         "ALTER DATABASE {database} ALLOW_CONNECTIONS false;
          SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}';"
     ));
-    eventually("/health to say the store is out", Duration::from_secs(30), || async {
-        let (status, body) = host.get("/health").await;
-        status == 503 && body["error"].as_str().is_some_and(|e| e.contains("store unavailable"))
-    })
+    eventually(
+        "/health to say the store is out",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = host.get("/health").await;
+            status == 503
+                && body["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("store unavailable"))
+        },
+    )
     .await;
     let (_, body) = host.get("/health").await;
     println!("while the database is away: {body}");
     assert!(!body.to_string().contains("password"), "{body}");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(host.log_count("store outage:"), 1, "said once\n{}", host.log_tail(20));
+    assert_eq!(
+        host.log_count("store outage:"),
+        1,
+        "said once\n{}",
+        host.log_tail(20)
+    );
     assert_no_dead_letters(&host.config).await;
 
     admin(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"));
@@ -65,7 +79,12 @@ async fn the_database_going_away_under_load_is_waited_out() {
         host.get("/health").await.0 == 200
     })
     .await;
-    assert_eq!(host.log_count("store outage over"), 1, "{}", host.log_tail(20));
+    assert_eq!(
+        host.log_count("store outage over"),
+        1,
+        "{}",
+        host.log_tail(20)
+    );
     settle(&workload, &mut host, publishing, Duration::from_secs(10)).await;
     host.cleanup(common::workload::PLUGINS).await;
 }

@@ -258,6 +258,8 @@ fn validate_name(name: &str) -> Result<()> {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub applied: AtomicU64,
+    /// Events skipped because the plugin had applied their id before.
+    pub duplicates: AtomicU64,
     pub dead_lettered: AtomicU64,
     /// Store commits (batches that applied at least one event).
     pub commits: AtomicU64,

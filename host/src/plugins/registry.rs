@@ -69,6 +69,8 @@ pub struct PluginStatus {
     pub from_cache: bool,
     pub reloads: u64,
     pub events_applied: u64,
+    /// Events skipped as already applied (their id), since the host started.
+    pub duplicates: u64,
     pub dead_lettered: u64,
     pub commits: u64,
     /// Batches run again because another writer (another host sharing the
@@ -392,6 +394,7 @@ impl PluginRegistry {
                     from_cache: version.from_cache,
                     reloads: slot.reloads.load(Relaxed),
                     events_applied: slot.counters.applied.load(Relaxed),
+                    duplicates: slot.counters.duplicates.load(Relaxed),
                     dead_lettered: slot.counters.dead_lettered.load(Relaxed),
                     commits: slot.counters.commits.load(Relaxed),
                     conflicts: slot.counters.conflicts.load(Relaxed),
