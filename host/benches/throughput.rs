@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use switchyard::Config;
+use switchyard::config::DEFAULT_HEARTBEAT_SECS;
 use switchyard::plugins::bindings::Event;
 use switchyard::plugins::{Instance, PluginEngine};
 use switchyard::store::Store;
@@ -221,7 +222,7 @@ fn generate_events(n: usize) -> Vec<Message> {
 // Broker helpers
 
 async fn connect(url: &str) -> Result<Connection> {
-    switchyard::broker::connect(url, "switchyard-bench")
+    switchyard::broker::connect_to(url, DEFAULT_HEARTBEAT_SECS, "switchyard-bench")
         .await
         .context("RabbitMQ must be running (cargo xtask bench checks it)")
 }

@@ -653,7 +653,7 @@ async fn dead_letter_connection(s: &AppState, plugin: &str) -> Result<lapin::Con
             "no plugin named {plugin:?} is loaded"
         )));
     }
-    crate::broker::connect(s.config.amqp_url(), "switchyard admin")
+    crate::broker::connect(&s.config, "switchyard admin")
         .await
         .map_err(|e| ApiError::Unavailable(crate::telemetry::error_chain(&e)))
 }

@@ -1,6 +1,7 @@
 //! RabbitMQ: connecting, declaring the topology (exchange, per-plugin
 //! queues, bindings and dead-letter queues), publishing with confirms, and
-//! the connection status that `/health` reports.
+//! the connection status that `/health` reports. [`watch`] follows what
+//! the broker says about a connection (its end, a missed heartbeat).
 //!
 //! Topology per plugin `p` (prefix `switchyard` by default):
 //! `integration.exchange` --(p's binding keys)--> queue `switchyard.p`
@@ -9,32 +10,66 @@
 //! `switchyard.p.retry-<delay>ms` whose messages expire back into
 //! `switchyard.p` after their delay.
 
+pub mod watch;
+
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use futures_util::future::try_join_all;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
 };
 
 use crate::config::{Config, redact_url};
+pub use watch::ConnectionWatch;
 
 /// AMQP delivery mode 2: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
-/// Opens a connection named `name` (shown in the management UI); the
-/// error names the broker without its password.
-pub async fn connect(url: &str, name: &str) -> Result<Connection> {
+/// How long opening a connection (TCP, then the AMQP handshake) may take
+/// before it counts as failed: a broker whose packets are dropped never
+/// answers.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a connection named `name` (shown in the management UI) to the
+/// broker of `config`, with its heartbeat; the error names the broker
+/// without its password.
+pub async fn connect(config: &Config, name: &str) -> Result<Connection> {
+    connect_to(config.amqp_url(), config.heartbeat_secs, name).await
+}
+
+/// Opens a connection to `url` with a heartbeat of `heartbeat_secs`
+/// (unless the URL sets its own `heartbeat=`; 0 takes the broker's).
+pub async fn connect_to(url: &str, heartbeat_secs: u16, name: &str) -> Result<Connection> {
+    let uri = amqp_uri(url, heartbeat_secs)?;
     let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
-    Connection::connect(url, props)
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, props))
         .await
+        .map_err(|_| {
+            anyhow!(
+                "connecting to RabbitMQ at {} timed out after {CONNECT_TIMEOUT:?}",
+                redact_url(url)
+            )
+        })?
         .with_context(|| format!("connecting to RabbitMQ at {}", redact_url(url)))
+}
+
+/// `url` parsed, with a heartbeat of `heartbeat_secs` unless it asks for
+/// its own.
+fn amqp_uri(url: &str, heartbeat_secs: u16) -> Result<AMQPUri> {
+    let mut uri: AMQPUri = url
+        .parse()
+        .map_err(|e: String| anyhow!("the AMQP URL {} is not valid: {e}", redact_url(url)))?;
+    uri.query.heartbeat.get_or_insert(heartbeat_secs);
+    Ok(uri)
 }
 
 /// Declares the durable topic exchange the events arrive on.
@@ -333,4 +368,21 @@ pub fn string_headers<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) ->
         );
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_is_asked_for_unless_the_url_sets_its_own() {
+        let uri = amqp_uri("amqp://guest:guest@127.0.0.1:5672/%2f", 7).unwrap();
+        assert_eq!(uri.query.heartbeat, Some(7));
+        let uri = amqp_uri("amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=30", 7).unwrap();
+        assert_eq!(uri.query.heartbeat, Some(30));
+        let error = amqp_uri("amqp://guest:hunter2@[::1", 7)
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+    }
 }

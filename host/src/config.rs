@@ -76,6 +76,22 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_QUEUE_PREFIX", default_value = "switchyard")]
     pub queue_prefix: String,
 
+    /// Seconds of the AMQP heartbeat asked of the broker (a URL's own
+    /// `heartbeat=` wins). Each side sends a frame at least every half
+    /// interval, and a connection on which nothing has been heard for two
+    /// intervals is given up: a broker that went silent (dead machine,
+    /// firewall or NAT dropping packets without a reset) is noticed within
+    /// two to two and a half intervals and the host reconnects on a new
+    /// connection. Smaller notices sooner; too small risks giving up on a
+    /// connection that only stalled (a broker or host paused for longer
+    /// than two intervals). 0 takes the broker's value (RabbitMQ: 60).
+    #[arg(
+        long,
+        env = "SWITCHYARD_HEARTBEAT_SECS",
+        default_value_t = DEFAULT_HEARTBEAT_SECS
+    )]
+    pub heartbeat_secs: u16,
+
     /// Unacknowledged deliveries the broker may push to each plugin's
     /// consumer. Higher keeps the pipeline busy while a batch commits, at the
     /// cost of memory (about one message body each) and of more redeliveries
@@ -278,6 +294,9 @@ pub enum Bus {
     Rabbitmq,
     Embedded,
 }
+
+/// `--heartbeat-secs` when not set.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 
 /// The broker used when `AMQP_URL` is not set.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -502,6 +521,13 @@ mod tests {
         assert_eq!(c.dead_letter_queue("merge"), "switchyard.merge.dlq");
         assert!(c.auth_token().is_none());
         assert!(!c.protect_reads);
+        assert_eq!(c.heartbeat_secs, 10);
+    }
+
+    #[test]
+    fn the_heartbeat_comes_from_its_flag() {
+        let c = Config::from_args(&["--heartbeat-secs", "3"]).unwrap();
+        assert_eq!(c.heartbeat_secs, 3);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
+use crate::broker::{self, BrokerStatus, ConnectionWatch, Outgoing, Publisher};
 use crate::config::{Config, redact_url};
 use crate::headers;
 use crate::plugins::bindings::{Action, Event};
@@ -33,9 +33,6 @@ use crate::plugins::{CallError, LoadedPlugin, PluginRegistry, PluginSlot};
 use crate::store::{
     BatchCommit, DocumentWrite, OutboxEntry, PublishWrite, Store, StoreError, now_ms,
 };
-
-/// How long one connection attempt may take before it counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,13 +408,12 @@ impl Pipeline {
     /// batches are settled).
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
         let name = self.config.connection_name();
-        let connect = broker::connect(self.config.amqp_url(), &name);
         let connection = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => Arc::new(
-                connected.map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out after {CONNECT_TIMEOUT:?}"))??,
-            ),
+            connected = broker::connect(&self.config, &name) => Arc::new(connected?),
         };
+        // A lost connection (a missed heartbeat included) ends the session.
+        let mut watch = ConnectionWatch::start(&connection);
         // Kept open for declarations and re-binding while plugins change.
         let control = connection
             .create_channel()
@@ -439,6 +435,7 @@ impl Pipeline {
         while outcome.is_ok() {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                lost = watch.lost() => outcome = Err(lost),
                 changed = changes.changed() => {
                     if changed.is_err() {
                         break;
@@ -460,6 +457,12 @@ impl Pipeline {
                     .reconcile(&control, &connection, &stop, &mut running, &mut consumers)
                     .await;
             }
+        }
+        // Said at once (the consumers may take a moment to stop), and
+        // plainly when the broker went silent.
+        let mut outcome = outcome.map_err(|e| watch.explain(e));
+        if let Err(e) = &outcome {
+            self.status.disconnected(crate::telemetry::error_chain(e));
         }
         // One consumer failing means the connection (or its channel) is
         // gone: stop the others, let each settle its batch, and reconnect.

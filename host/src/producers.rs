@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
+use crate::broker::{self, BrokerStatus, ConnectionWatch, Outgoing, Publisher};
 use crate::config::Config;
 use crate::embedded::{self, EmbeddedBus};
 use crate::headers;
@@ -114,10 +114,13 @@ impl Scheduler {
 }
 
 /// A connection and a confirming channel, opened on first need and dropped
-/// when publishing fails (the next poll opens new ones).
+/// when publishing fails or the connection is lost (the next poll opens new
+/// ones).
 struct Link {
     connection: Connection,
     publisher: Arc<Publisher>,
+    /// Says when the link is lost.
+    watch: ConnectionWatch,
 }
 
 /// Chunks of a poll's events that may wait for their confirms while the
@@ -229,7 +232,14 @@ impl Poller {
                 break; // replaced by a transformer: the pipeline takes over
             };
             let started = now_ms();
-            let result = self.poll_once(&version).await;
+            // Said plainly when the broker went silent under the poll.
+            let result = self
+                .poll_once(&version)
+                .await
+                .map_err(|e| match &self.link {
+                    Some(link) => link.watch.explain(e),
+                    None => e,
+                });
             if result.is_err()
                 && let Some(link) = self.link.take()
             {
@@ -350,18 +360,19 @@ impl Poller {
         if let Some(bus) = &self.bus {
             return Ok(Sink::Bus(Arc::clone(bus)));
         }
+        // A link lost since the last poll (the broker went silent, or
+        // closed it) is replaced before this poll publishes anything.
+        if self.link.as_ref().is_some_and(|l| l.watch.is_lost()) {
+            self.link = None;
+        }
         if self.link.is_none() {
             let name = format!(
                 "{} producer {}",
                 self.config.connection_name(),
                 self.slot.name
             );
-            let connection = tokio::time::timeout(
-                Duration::from_secs(10),
-                broker::connect(self.config.amqp_url(), &name),
-            )
-            .await
-            .context("connecting to RabbitMQ timed out")??;
+            let connection = broker::connect(&self.config, &name).await?;
+            let watch = ConnectionWatch::start(&connection);
             let channel = connection.create_channel().await?;
             broker::declare_exchange(&channel, &self.config.exchange).await?;
             let _ = channel.close(200, ShortString::from("declared")).await;
@@ -369,6 +380,7 @@ impl Poller {
             self.link = Some(Link {
                 connection,
                 publisher,
+                watch,
             });
         }
         let link = self.link.as_ref().expect("opened above");

@@ -8,8 +8,10 @@
 //! outcome and publishes it through broker outages, and [`broker_lock`]
 //! keeps tests that need the broker up apart from one that stops it.
 //! [`upstream`] is a REST upstream for producers, scripted by the test.
+//! [`black_hole`] silences one connection to the broker (iptables).
 #![allow(dead_code)]
 
+pub mod black_hole;
 pub mod broker_lock;
 pub mod process;
 pub mod upstream;

@@ -103,6 +103,8 @@ impl ChildHost {
             .arg("--data")
             .arg(&c.data)
             .args(["--exchange", &c.exchange, "--queue-prefix", &c.queue_prefix])
+            .arg("--heartbeat-secs")
+            .arg(c.heartbeat_secs.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -179,6 +181,14 @@ impl ChildHost {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The process id of the running host.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the host is running")
     }
 
     /// GET `path`; panics if the host does not answer.

@@ -272,9 +272,20 @@ impl FaultRun {
     /// A [`CustomerWorkload`] of `events` events over `customers` customers
     /// with `duplicates` repeats, published at `pace` to a healthy host.
     pub async fn start(events: usize, customers: usize, duplicates: usize, pace: Pace) -> Self {
+        Self::start_with(events, customers, duplicates, pace, |_| {}).await
+    }
+
+    /// Like [`FaultRun::start`], the host's settings changed by `adjust`.
+    pub async fn start_with(
+        events: usize,
+        customers: usize,
+        duplicates: usize,
+        pace: Pace,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut rng = fastrand::Rng::with_seed(test_seed());
         let workload = CustomerWorkload::new(&mut rng, events, customers, duplicates);
-        let host = ChildHost::start(PLUGINS).await;
+        let host = ChildHost::start_with(PLUGINS, adjust).await;
         host.wait_healthy().await;
         let publishing = Publishing::start(&host.config, workload.messages.clone(), pace);
         Self {
