@@ -336,8 +336,11 @@ async fn health(State(s): State<AppState>) -> Response {
     let connections = s.broker.connections();
     let problem = match s.broker.get() {
         Err(reason) => Some(format!("broker not connected: {reason}")),
-        Ok(()) if plugins == 0 => Some("no plugins loaded".to_owned()),
-        Ok(()) => None,
+        Ok(()) => match s.broker.blocked_reason() {
+            Some(reason) => Some(format!("broker blocked publishing: {reason}")),
+            None if plugins == 0 => Some("no plugins loaded".to_owned()),
+            None => None,
+        },
     };
     match problem {
         None if s.broker.is_embedded() => Json(json!({ "status": "ok", "broker": "embedded", "plugins": plugins }))
@@ -346,7 +349,7 @@ async fn health(State(s): State<AppState>) -> Response {
             .into_response(),
         Some(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "error": error, "plugins": plugins })),
+            Json(json!({ "status": "unavailable", "error": error, "connections": connections, "plugins": plugins })),
         )
             .into_response(),
     }

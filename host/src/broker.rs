@@ -1,7 +1,8 @@
 //! RabbitMQ: connecting, declaring the topology (exchange, per-plugin
 //! queues, bindings and dead-letter queues), publishing with confirms, and
 //! the connection status that `/health` reports. [`watch`] follows what
-//! the broker says about a connection (its end, a missed heartbeat).
+//! the broker says about a connection (blocked publishing, its end, a
+//! missed heartbeat).
 //!
 //! Topology per plugin `p` (prefix `switchyard` by default):
 //! `integration.exchange` --(p's binding keys)--> queue `switchyard.p`
@@ -12,8 +13,9 @@
 
 pub mod watch;
 
-use std::sync::RwLock;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -309,12 +311,16 @@ pub async fn confirmed(confirms: Vec<PublisherConfirm>) -> Result<()> {
     Ok(())
 }
 
-/// Whether the broker is reachable, for `/health`.
+/// Whether the broker is reachable, and whether it blocks publishing, for
+/// `/health`.
 #[derive(Debug)]
 pub struct BrokerStatus {
     state: RwLock<Result<(), String>>,
     connections: AtomicU64,
     embedded: std::sync::atomic::AtomicBool,
+    /// The host's connections the broker blocks from publishing (a memory
+    /// or disk alarm), by connection name, with the broker's reason.
+    blocked: Mutex<BTreeMap<String, String>>,
 }
 
 impl Default for BrokerStatus {
@@ -323,6 +329,7 @@ impl Default for BrokerStatus {
             state: RwLock::new(Err("not connected yet".into())),
             connections: AtomicU64::new(0),
             embedded: std::sync::atomic::AtomicBool::new(false),
+            blocked: Mutex::default(),
         }
     }
 }
@@ -356,6 +363,33 @@ impl BrokerStatus {
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
     }
+
+    /// The broker blocks publishing on `connection`, for `reason`.
+    pub fn blocked(&self, connection: &str, reason: &str) {
+        self.blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(connection.to_owned(), reason.to_owned());
+    }
+
+    /// The broker no longer blocks `connection` (or it is gone).
+    pub fn unblocked(&self, connection: &str) {
+        self.blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection);
+    }
+
+    /// The broker's reason while it blocks publishing on any of the host's
+    /// connections.
+    pub fn blocked_reason(&self) -> Option<String> {
+        self.blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .next()
+            .cloned()
+    }
 }
 
 /// Builds a header table from string pairs.
@@ -384,5 +418,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn blocked_connections_are_reported_until_each_is_unblocked() {
+        let status = BrokerStatus::default();
+        assert_eq!(status.blocked_reason(), None);
+        status.blocked("switchyard sy", "low on memory");
+        status.blocked("switchyard sy producer crm", "low on memory");
+        status.unblocked("switchyard sy");
+        assert_eq!(status.blocked_reason().as_deref(), Some("low on memory"));
+        status.unblocked("switchyard sy producer crm");
+        assert_eq!(status.blocked_reason(), None);
     }
 }

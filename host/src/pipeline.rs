@@ -412,8 +412,9 @@ impl Pipeline {
             _ = shutdown.cancelled() => return Ok(()),
             connected = broker::connect(&self.config, &name) => Arc::new(connected?),
         };
-        // A lost connection (a missed heartbeat included) ends the session.
-        let mut watch = ConnectionWatch::start(&connection);
+        // Blocked publishing shows in `/health`; a lost connection (a
+        // missed heartbeat included) ends the session.
+        let mut watch = ConnectionWatch::start(&connection, &name, Arc::clone(&self.status), None);
         // Kept open for declarations and re-binding while plugins change.
         let control = connection
             .create_channel()

@@ -89,6 +89,7 @@ impl Scheduler {
                     db: self.db.clone(),
                     slot: Arc::clone(&slot),
                     bus: self.bus.clone(),
+                    status: Arc::clone(&self.status),
                     link: None,
                 };
                 let span = tracing::info_span!("producer", plugin = %slot.name);
@@ -119,7 +120,9 @@ impl Scheduler {
 struct Link {
     connection: Connection,
     publisher: Arc<Publisher>,
-    /// Says when the link is lost.
+    /// Says when the broker blocks the link's publishing (in the log, in
+    /// `/health` and in the producer's `/plugins` entry) and when the link
+    /// is lost.
     watch: ConnectionWatch,
 }
 
@@ -221,6 +224,7 @@ struct Poller {
     db: Store,
     slot: Arc<PluginSlot>,
     bus: Option<Arc<EmbeddedBus>>,
+    status: Arc<BrokerStatus>,
     link: Option<Link>,
 }
 
@@ -372,7 +376,13 @@ impl Poller {
                 self.slot.name
             );
             let connection = broker::connect(&self.config, &name).await?;
-            let watch = ConnectionWatch::start(&connection);
+            let slot = Arc::clone(&self.slot);
+            let watch = ConnectionWatch::start(
+                &connection,
+                &name,
+                Arc::clone(&self.status),
+                Some(Box::new(move |reason| slot.set_publishing_blocked(reason))),
+            );
             let channel = connection.create_channel().await?;
             broker::declare_exchange(&channel, &self.config.exchange).await?;
             let _ = channel.close(200, ShortString::from("declared")).await;

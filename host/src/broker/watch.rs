@@ -1,36 +1,115 @@
-//! One AMQP connection as the broker speaks of it outside any channel: the
+//! One AMQP connection as the broker speaks of it outside any channel:
+//! `connection.blocked` / `unblocked` (a memory or disk alarm holds every
+//! publish on the connection, and lapin then writes nothing on it) and the
 //! connection's end (a missed heartbeat: the broker went silent; a close;
-//! an I/O error), which its owner waits for and explains.
-//! Reconnecting is the owner's business: this only says when.
+//! an I/O error). Each change is logged once, reported to
+//! [`BrokerStatus`] for `/health` and, for a producer, to its `/plugins`
+//! entry. Reconnecting is the owner's business: this only says when.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use lapin::{Connection, ErrorKind, Event};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::BrokerStatus;
+
+/// Told the broker's reason when the connection is blocked, `None` when it
+/// is unblocked (or closed while blocked).
+pub type OnBlocked = Box<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// Follows a connection's events on a task, until dropped.
 pub struct ConnectionWatch {
+    shared: Arc<Shared>,
     lost: watch::Receiver<Option<lapin::Error>>,
     heartbeat_secs: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What the task and the watch's owner both see.
+struct Shared {
+    name: String,
+    status: Arc<BrokerStatus>,
+    on_blocked: Option<OnBlocked>,
+    /// Since when the broker blocks publishing, while it does.
+    blocked_since: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn blocked(&self, reason: &str) {
+        let mut since = self.blocked_since.lock().unwrap_or_else(|p| p.into_inner());
+        if since.is_some() {
+            return;
+        }
+        *since = Some(Instant::now());
+        tracing::warn!(connection = %self.name, reason, "broker blocked publishing");
+        self.status.blocked(&self.name, reason);
+        if let Some(tell) = &self.on_blocked {
+            tell(Some(reason));
+        }
+    }
+
+    /// The block ended: `how` says whether the broker lifted it or the
+    /// connection went.
+    fn unblocked(&self, how: &str) {
+        let Some(since) = self
+            .blocked_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let blocked_ms = since.elapsed().as_millis() as u64;
+        tracing::info!(connection = %self.name, blocked_ms, "{how}");
+        self.status.unblocked(&self.name);
+        if let Some(tell) = &self.on_blocked {
+            tell(None);
+        }
+    }
+}
+
 impl ConnectionWatch {
-    /// Starts following `connection`, in the current span.
-    pub fn start(connection: &Connection) -> Self {
+    /// Starts following `connection`, known as `name` (its connection
+    /// name: unique per connection of a host), in the current span.
+    pub fn start(
+        connection: &Connection,
+        name: &str,
+        status: Arc<BrokerStatus>,
+        on_blocked: Option<OnBlocked>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            status,
+            on_blocked,
+            blocked_since: Mutex::new(None),
+        });
         let (tell_lost, lost) = watch::channel(None);
         let mut events = Box::pin(connection.events_listener());
+        let following = Arc::clone(&shared);
         let task = tokio::spawn(
             async move {
                 while let Some(event) = events.next().await {
-                    if let Event::Error(error) = event {
-                        let _ = tell_lost.send(Some(error));
+                    match event {
+                        Event::ConnectionBlocked(reason) => following.blocked(&reason),
+                        Event::ConnectionUnblocked => {
+                            following.unblocked("broker unblocked publishing")
+                        }
+                        Event::Error(error) => {
+                            following
+                                .unblocked("connection lost while the broker blocked publishing");
+                            let _ = tell_lost.send(Some(error));
+                        }
+                        _ => {}
                     }
                 }
             }
             .in_current_span(),
         );
         Self {
+            shared,
             lost,
             heartbeat_secs: connection.configuration().heartbeat(),
             task,
@@ -74,6 +153,8 @@ impl ConnectionWatch {
 impl Drop for ConnectionWatch {
     fn drop(&mut self) {
         self.task.abort();
+        self.shared
+            .unblocked("connection closed while the broker blocked publishing");
     }
 }
 

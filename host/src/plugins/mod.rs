@@ -379,6 +379,9 @@ pub struct PluginSlot {
     poll_error: Mutex<Option<(String, i64)>>,
     /// A producer's last successful poll.
     last_poll: Mutex<Option<PollRecord>>,
+    /// While the broker blocks a producer's publishing: its reason, and
+    /// since when (Unix ms).
+    publishing_blocked: Mutex<Option<(String, i64)>>,
 }
 
 /// A successful poll, as `GET /plugins` shows it.
@@ -404,7 +407,26 @@ impl PluginSlot {
             outbox_pending: AtomicBool::new(false),
             poll_error: Mutex::new(None),
             last_poll: Mutex::new(None),
+            publishing_blocked: Mutex::new(None),
         }
+    }
+
+    /// The broker blocks this producer's publishing for `reason`, or
+    /// (`None`) no longer does.
+    pub fn set_publishing_blocked(&self, reason: Option<&str>) {
+        *self
+            .publishing_blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = reason.map(|r| (r.to_owned(), now_ms()));
+    }
+
+    /// While the broker blocks this producer's publishing: why, and since
+    /// when (Unix ms).
+    pub fn publishing_blocked(&self) -> Option<(String, i64)> {
+        self.publishing_blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_poll_error(&self, error: String) {

@@ -93,6 +93,15 @@ pub struct ProducerStatus {
     pub last_poll_error: Option<PollError>,
     /// The last successful poll: when, how long it took, what it published.
     pub last_poll: Option<super::PollRecord>,
+    /// While the broker blocks the producer's publishing (a memory or disk
+    /// alarm): the broker's reason and since when; its polls wait.
+    pub publishing_blocked: Option<BlockedPublishing>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlockedPublishing {
+    pub reason: String,
+    pub since_ms: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -400,6 +409,9 @@ impl PluginRegistry {
                             .poll_error()
                             .map(|(error, at_ms)| PollError { error, at_ms }),
                         last_poll: slot.last_poll(),
+                        publishing_blocked: slot
+                            .publishing_blocked()
+                            .map(|(reason, since_ms)| BlockedPublishing { reason, since_ms }),
                     }),
                 }
             })

@@ -105,6 +105,10 @@ impl ChildHost {
             .args(["--exchange", &c.exchange, "--queue-prefix", &c.queue_prefix])
             .arg("--heartbeat-secs")
             .arg(c.heartbeat_secs.to_string())
+            .arg("--max-attempts")
+            .arg(c.max_attempts.to_string())
+            .arg("--retry-delay-ms")
+            .arg(c.retry_delay_ms.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -230,11 +234,17 @@ impl ChildHost {
 
     /// Counts the host's log lines containing `needle`, over all starts.
     pub fn log_count(&self, needle: &str) -> usize {
+        self.log_lines(needle).len()
+    }
+
+    /// The host's log lines containing `needle`, over all starts.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains(needle))
-            .count()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Stops the host (SIGTERM) if it runs, and deletes its queues and
