@@ -422,7 +422,7 @@ async fn switchyard_end_to_end(url: &str, wasm: &Path, events: &[Message]) -> Re
             .iter()
             .map(|k| (*k).to_owned())
             .collect();
-        switchyard::broker::declare_plugin_queue(&admin, &config, PLUGIN).await?;
+        switchyard::broker::declare_plugin_queue(&connection, &config, PLUGIN).await?;
         switchyard::broker::bind(&admin, &config, PLUGIN, &keys).await?;
         publish_all(&connection, &config.exchange, None, events).await?;
         run_host(config.clone(), events.len() as u64).await

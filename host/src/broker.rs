@@ -1,16 +1,18 @@
 //! RabbitMQ: connecting, declaring the topology (exchange, per-plugin
 //! queues, bindings and dead-letter queues), publishing with confirms, and
-//! the connection status that `/health` reports. [`watch`] follows what
-//! the broker says about a connection (blocked publishing, its end, a
-//! missed heartbeat).
+//! the connection status that `/health` reports. [`queue_type`] says what
+//! `--queue-type` changes in the declarations; [`watch`] follows what the
+//! broker says about a connection (blocked publishing, its end, a missed
+//! heartbeat).
 //!
 //! Topology per plugin `p` (prefix `switchyard` by default):
 //! `integration.exchange` --(p's binding keys)--> queue `switchyard.p`
 //! (durable, dead-letter exchange `switchyard.p.dlx`) and fanout exchange
 //! `switchyard.p.dlx` --> queue `switchyard.p.dlq`; and retry queues
 //! `switchyard.p.retry-<delay>ms` whose messages expire back into
-//! `switchyard.p` after their delay.
+//! `switchyard.p` after their delay. All of classic or all of quorum type.
 
+pub mod queue_type;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -30,7 +32,8 @@ use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
 };
 
-use crate::config::{Config, redact_url};
+use crate::config::{Config, QueueType, redact_url};
+use queue_type::{PluginQueue, QueueRefused};
 pub use watch::ConnectionWatch;
 
 /// AMQP delivery mode 2: the broker writes the message to disk.
@@ -101,10 +104,128 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-/// Declares a plugin's queue and its dead-letter queue. Idempotent: the
-/// broker keeps what already exists, messages and bindings included.
-pub async fn declare_plugin_queue(channel: &Channel, config: &Config, plugin: &str) -> Result<()> {
-    let queue = config.queue_name(plugin);
+/// Declares `queue` as a durable queue of `queue_type`; one that exists
+/// with the other type or with other arguments is refused with a
+/// [`QueueRefused`] that says how to move.
+async fn declare_queue(
+    connection: &Connection,
+    channel: &Channel,
+    queue: &PluginQueue,
+    queue_type: QueueType,
+) -> Result<()> {
+    let name = queue.name.as_str();
+    let error = match channel
+        .queue_declare(
+            ShortString::from(name),
+            durable_queue(),
+            queue.args(queue_type),
+        )
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let Some(refused) = QueueRefused::from_broker(&error, name, queue_type) else {
+        let what = queue.what();
+        return Err(anyhow::Error::new(error).context(format!("declaring {what} {name:?}")));
+    };
+    // The broker names the first argument that differs, often not
+    // `x-queue-type`: a queue that a host of the other type declared is
+    // recognised by declaring it as that host did, which changes nothing.
+    let other = queue_type.other();
+    if matches!(refused, QueueRefused::OtherArguments { .. })
+        && declared_as(connection, queue, other).await
+    {
+        return Err(refused.of_type(other, queue_type).into());
+    }
+    Err(refused.into())
+}
+
+/// Whether `queue` exists as a host with `queue_type` declares it:
+/// declaring it so then changes nothing. On a channel of its own (a
+/// refusal closes the channel); a queue that does not exist is not
+/// declared.
+async fn declared_as(connection: &Connection, queue: &PluginQueue, queue_type: QueueType) -> bool {
+    let Ok(channel) = connection.create_channel().await else {
+        return false;
+    };
+    let name = ShortString::from(queue.name.as_str());
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..durable_queue()
+    };
+    let exists = channel
+        .queue_declare(name.clone(), passive, FieldTable::default())
+        .await
+        .is_ok();
+    let same = exists
+        && channel
+            .queue_declare(name, durable_queue(), queue.args(queue_type))
+            .await
+            .is_ok();
+    if same {
+        let _ = channel.close(200, ShortString::from("compared")).await;
+    }
+    same
+}
+
+/// Declares a plugin's queue, its retry queues and its dead-letter queue,
+/// of the configured type, on a channel of its own (a queue the broker
+/// refuses closes it). Idempotent: the broker keeps what already exists,
+/// messages and bindings included. A queue of the other type is refused
+/// with the names of all the plugin's queues of that type.
+pub async fn declare_plugin_queue(
+    connection: &Connection,
+    config: &Config,
+    plugin: &str,
+) -> Result<()> {
+    let channel = connection
+        .create_channel()
+        .await
+        .context("opening a channel to declare queues")?;
+    let queues = queue_type::plugin_queues(config, plugin);
+    let declared = declare_plugin_queues(connection, &channel, config, plugin, &queues).await;
+    // Fails, harmlessly, when the broker closed it already.
+    let _ = channel.close(200, ShortString::from("declared")).await;
+    let error = match declared {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    match error.downcast::<QueueRefused>() {
+        Ok(QueueRefused::TypeMismatch {
+            queue,
+            existing,
+            wanted,
+            vhost,
+            also: _,
+        }) => {
+            let mut also = Vec::new();
+            for other in queues.iter().filter(|q| q.name != queue) {
+                if declared_as(connection, other, wanted.other()).await {
+                    also.push(other.name.clone());
+                }
+            }
+            Err(QueueRefused::TypeMismatch {
+                queue,
+                existing,
+                wanted,
+                vhost,
+                also,
+            }
+            .into())
+        }
+        Ok(refused) => Err(refused.into()),
+        Err(error) => Err(error),
+    }
+}
+
+async fn declare_plugin_queues(
+    connection: &Connection,
+    channel: &Channel,
+    config: &Config,
+    plugin: &str,
+    queues: &[PluginQueue],
+) -> Result<()> {
     let dlx = config.dead_letter_exchange(plugin);
     let dlq = config.dead_letter_queue(plugin);
     channel
@@ -116,14 +237,9 @@ pub async fn declare_plugin_queue(channel: &Channel, config: &Config, plugin: &s
         )
         .await
         .with_context(|| format!("declaring dead-letter exchange {dlx:?}"))?;
-    channel
-        .queue_declare(
-            ShortString::from(dlq.as_str()),
-            durable_queue(),
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("declaring dead-letter queue {dlq:?}"))?;
+    for queue in queues {
+        declare_queue(connection, channel, queue, config.queue_type).await?;
+    }
     channel
         .queue_bind(
             ShortString::from(dlq.as_str()),
@@ -134,39 +250,6 @@ pub async fn declare_plugin_queue(channel: &Channel, config: &Config, plugin: &s
         )
         .await
         .with_context(|| format!("binding {dlq:?} to {dlx:?}"))?;
-    let mut args = FieldTable::default();
-    // A message the broker itself rejects (or a reject from outside
-    // Switchyard) still ends in the plugin's dead-letter queue.
-    args.insert(
-        ShortString::from("x-dead-letter-exchange"),
-        AMQPValue::LongString(LongString::from(dlx.as_str())),
-    );
-    channel
-        .queue_declare(ShortString::from(queue.as_str()), durable_queue(), args)
-        .await
-        .with_context(|| format!("declaring queue {queue:?}"))?;
-    for delay_ms in config.retry_delays_ms() {
-        let retry = config.retry_queue(plugin, delay_ms);
-        let mut args = FieldTable::default();
-        // Messages wait out the TTL, then the broker dead-letters them
-        // through the default exchange straight back into the plugin's queue.
-        args.insert(
-            ShortString::from("x-message-ttl"),
-            AMQPValue::LongLongInt(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
-        );
-        args.insert(
-            ShortString::from("x-dead-letter-exchange"),
-            AMQPValue::LongString(LongString::from("")),
-        );
-        args.insert(
-            ShortString::from("x-dead-letter-routing-key"),
-            AMQPValue::LongString(LongString::from(queue.as_str())),
-        );
-        channel
-            .queue_declare(ShortString::from(retry.as_str()), durable_queue(), args)
-            .await
-            .with_context(|| format!("declaring retry queue {retry:?}"))?;
-    }
     Ok(())
 }
 

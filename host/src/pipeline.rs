@@ -524,7 +524,7 @@ impl Pipeline {
                     }
                 }
                 None => {
-                    broker::declare_plugin_queue(control, &self.config, &slot.name).await?;
+                    broker::declare_plugin_queue(connection, &self.config, &slot.name).await?;
                     let recorded = self.recorded_bindings(&slot.name).await?;
                     self.rebind(control, &slot.name, &recorded, &keys).await?;
                     let consumer_stop = stop.child_token();

@@ -103,6 +103,7 @@ impl ChildHost {
             .arg("--data")
             .arg(&c.data)
             .args(["--exchange", &c.exchange, "--queue-prefix", &c.queue_prefix])
+            .args(["--queue-type", c.queue_type.as_str()])
             .arg("--heartbeat-secs")
             .arg(c.heartbeat_secs.to_string())
             .arg("--max-attempts")
