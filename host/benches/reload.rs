@@ -117,7 +117,7 @@ async fn run(
     );
 
     let connection =
-        Arc::new(switchyard::broker::connect(url, "switchyard-bench-publisher").await?);
+        Arc::new(switchyard::broker::connect(&config, "switchyard-bench-publisher").await?);
     let publishing = Arc::new(AtomicBool::new(true));
     let publisher = tokio::spawn(publish_steadily(
         connection,

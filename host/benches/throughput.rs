@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use switchyard::Config;
+use switchyard::config::DEFAULT_HEARTBEAT_SECS;
 use switchyard::plugins::bindings::Event;
 use switchyard::plugins::{Instance, PluginEngine};
 use switchyard::store::Store;
@@ -221,7 +222,7 @@ fn generate_events(n: usize) -> Vec<Message> {
 // Broker helpers
 
 async fn connect(url: &str) -> Result<Connection> {
-    switchyard::broker::connect(url, "switchyard-bench")
+    switchyard::broker::connect_to(url, DEFAULT_HEARTBEAT_SECS, "switchyard-bench")
         .await
         .context("RabbitMQ must be running (cargo xtask bench checks it)")
 }
@@ -421,7 +422,7 @@ async fn switchyard_end_to_end(url: &str, wasm: &Path, events: &[Message]) -> Re
             .iter()
             .map(|k| (*k).to_owned())
             .collect();
-        switchyard::broker::declare_plugin_queue(&admin, &config, PLUGIN).await?;
+        switchyard::broker::declare_plugin_queue(&connection, &config, PLUGIN).await?;
         switchyard::broker::bind(&admin, &config, PLUGIN, &keys).await?;
         publish_all(&connection, &config.exchange, None, events).await?;
         run_host(config.clone(), events.len() as u64).await

@@ -346,8 +346,11 @@ async fn health(State(s): State<AppState>) -> Response {
             outage.reason,
             now_ms() - outage.since_ms
         )),
-        (Ok(()), None) if plugins == 0 => Some("no plugins loaded".to_owned()),
-        (Ok(()), None) => None,
+        (Ok(()), None) => match s.broker.blocked_reason() {
+            Some(reason) => Some(format!("broker blocked publishing: {reason}")),
+            None if plugins == 0 => Some("no plugins loaded".to_owned()),
+            None => None,
+        },
     };
     match problem {
         None if s.broker.is_embedded() => Json(json!({ "status": "ok", "broker": "embedded", "plugins": plugins }))
@@ -356,7 +359,7 @@ async fn health(State(s): State<AppState>) -> Response {
             .into_response(),
         Some(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "error": error, "plugins": plugins })),
+            Json(json!({ "status": "unavailable", "error": error, "connections": connections, "plugins": plugins })),
         )
             .into_response(),
     }
@@ -685,7 +688,7 @@ async fn dead_letter_connection(s: &AppState, plugin: &str) -> Result<lapin::Con
             "no plugin named {plugin:?} is loaded"
         )));
     }
-    crate::broker::connect(s.config.amqp_url(), "switchyard admin")
+    crate::broker::connect(&s.config, "switchyard admin")
         .await
         .map_err(|e| ApiError::Unavailable(crate::telemetry::error_chain(&e)))
 }

@@ -83,6 +83,34 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_QUEUE_PREFIX", default_value = "switchyard")]
     pub queue_prefix: String,
 
+    /// Kind of the queues the host declares (plugin, retry and dead-letter
+    /// queues): `classic`, one copy on one broker node; or `quorum`,
+    /// replicated over a RabbitMQ cluster's nodes (Raft), which survives the
+    /// loss of a minority of them at the cost of a disk write on several
+    /// nodes per message; its dead letters and retries move with
+    /// at-least-once dead-lettering. The type of an existing queue cannot
+    /// change: while one of the host's queues is of the other type the host
+    /// consumes nothing, and its log and `/health` say which queue and how
+    /// to move.
+    #[arg(long, env = "SWITCHYARD_QUEUE_TYPE", value_enum, default_value_t = QueueType::Classic)]
+    pub queue_type: QueueType,
+
+    /// Seconds of the AMQP heartbeat asked of the broker (a URL's own
+    /// `heartbeat=` wins). Each side sends a frame at least every half
+    /// interval, and a connection on which nothing has been heard for two
+    /// intervals is given up: a broker that went silent (dead machine,
+    /// firewall or NAT dropping packets without a reset) is noticed within
+    /// two to two and a half intervals and the host reconnects on a new
+    /// connection. Smaller notices sooner; too small risks giving up on a
+    /// connection that only stalled (a broker or host paused for longer
+    /// than two intervals). 0 takes the broker's value (RabbitMQ: 60).
+    #[arg(
+        long,
+        env = "SWITCHYARD_HEARTBEAT_SECS",
+        default_value_t = DEFAULT_HEARTBEAT_SECS
+    )]
+    pub heartbeat_secs: u16,
+
     /// Unacknowledged deliveries the broker may push to each plugin's
     /// consumer. Higher keeps the pipeline busy while a batch commits, at the
     /// cost of memory (about one message body each) and of more redeliveries
@@ -285,6 +313,40 @@ pub enum Bus {
     Rabbitmq,
     Embedded,
 }
+
+/// `--queue-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    Classic,
+    Quorum,
+}
+
+impl QueueType {
+    /// The type that is not this one.
+    pub fn other(self) -> Self {
+        match self {
+            QueueType::Classic => QueueType::Quorum,
+            QueueType::Quorum => QueueType::Classic,
+        }
+    }
+
+    /// The name RabbitMQ gives it (`x-queue-type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+impl fmt::Display for QueueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `--heartbeat-secs` when not set.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 
 /// The broker used when `AMQP_URL` is not set.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -517,6 +579,15 @@ mod tests {
         assert_eq!(c.dead_letter_queue("merge"), "switchyard.merge.dlq");
         assert!(c.auth_token().is_none());
         assert!(!c.protect_reads);
+        assert_eq!(c.queue_type, QueueType::Classic);
+        assert_eq!(c.heartbeat_secs, 10);
+    }
+
+    #[test]
+    fn queue_type_and_heartbeat_come_from_flags() {
+        let c = Config::from_args(&["--queue-type", "quorum", "--heartbeat-secs", "3"]).unwrap();
+        assert_eq!((c.queue_type, c.heartbeat_secs), (QueueType::Quorum, 3));
+        assert!(Config::from_args(&["--queue-type", "stream"]).is_err());
     }
 
     #[test]

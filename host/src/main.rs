@@ -188,7 +188,7 @@ async fn copy_store(to: &StoreUrl, data: &std::path::Path) -> Result<()> {
 }
 
 async fn connect(config: &Config) -> Result<lapin::Connection> {
-    switchyard::broker::connect(config.amqp_url(), "switchyard dlq").await
+    switchyard::broker::connect(config, "switchyard dlq").await
 }
 
 async fn list_dead_letters(config: &Config, plugin: &str, limit: usize, json: bool) -> Result<()> {

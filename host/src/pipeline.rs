@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::batch::{self, Outcome, Processed};
-use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
+use crate::broker::{self, BrokerStatus, ConnectionWatch, Outgoing, Publisher};
 use crate::config::{Config, redact_url};
 use crate::headers;
 use crate::plugins::{LoadedPlugin, PluginRegistry, PluginSlot};
@@ -37,9 +37,6 @@ use crate::store::{OutboxEntry, Store, StoreError, StoreHealth, now_ms};
 
 /// Longest pause between two runs of a batch held by a store outage.
 const OUTAGE_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// How long one connection attempt may take before it counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The routing key the event was published with: a retry or a replay
 /// reaches the plugin's queue directly and carries it in a header.
@@ -126,13 +123,13 @@ impl Pipeline {
     /// batches are settled).
     async fn session(&self, shutdown: &CancellationToken) -> Result<()> {
         let name = self.config.connection_name();
-        let connect = broker::connect(self.config.amqp_url(), &name);
         let connection = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            connected = tokio::time::timeout(CONNECT_TIMEOUT, connect) => Arc::new(
-                connected.map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out after {CONNECT_TIMEOUT:?}"))??,
-            ),
+            connected = broker::connect(&self.config, &name) => Arc::new(connected?),
         };
+        // Blocked publishing shows in `/health`; a lost connection (a
+        // missed heartbeat included) ends the session.
+        let mut watch = ConnectionWatch::start(&connection, &name, Arc::clone(&self.status), None);
         // Kept open for declarations and re-binding while plugins change.
         let control = connection
             .create_channel()
@@ -154,6 +151,7 @@ impl Pipeline {
         while outcome.is_ok() {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                lost = watch.lost() => outcome = Err(lost),
                 changed = changes.changed() => {
                     if changed.is_err() {
                         break;
@@ -175,6 +173,12 @@ impl Pipeline {
                     .reconcile(&control, &connection, &stop, &mut running, &mut consumers)
                     .await;
             }
+        }
+        // Said at once (the consumers may take a moment to stop), and
+        // plainly when the broker went silent.
+        let mut outcome = outcome.map_err(|e| watch.explain(e));
+        if let Err(e) = &outcome {
+            self.status.disconnected(crate::telemetry::error_chain(e));
         }
         // One consumer failing means the connection (or its channel) is
         // gone: stop the others, let each settle its batch, and reconnect.
@@ -235,7 +239,7 @@ impl Pipeline {
                     }
                 }
                 None => {
-                    broker::declare_plugin_queue(control, &self.config, &slot.name).await?;
+                    broker::declare_plugin_queue(connection, &self.config, &slot.name).await?;
                     let recorded = self.recorded_bindings(&slot.name).await?;
                     self.rebind(control, &slot.name, &recorded, &keys).await?;
                     let consumer_stop = stop.child_token();

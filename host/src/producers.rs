@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::broker::{self, BrokerStatus, Outgoing, Publisher};
+use crate::broker::{self, BrokerStatus, ConnectionWatch, Outgoing, Publisher};
 use crate::cluster::Lease;
 use crate::config::Config;
 use crate::embedded::{self, EmbeddedBus};
@@ -100,6 +100,7 @@ impl Scheduler {
                     host_id: self.host_id.clone(),
                     slot: Arc::clone(&slot),
                     bus: self.bus.clone(),
+                    status: Arc::clone(&self.status),
                     link: None,
                 };
                 let span = tracing::info_span!("producer", plugin = %slot.name);
@@ -125,10 +126,15 @@ impl Scheduler {
 }
 
 /// A connection and a confirming channel, opened on first need and dropped
-/// when publishing fails (the next poll opens new ones).
+/// when publishing fails or the connection is lost (the next poll opens new
+/// ones).
 struct Link {
     connection: Connection,
     publisher: Arc<Publisher>,
+    /// Says when the broker blocks the link's publishing (in the log, in
+    /// `/health` and in the producer's `/plugins` entry) and when the link
+    /// is lost.
+    watch: ConnectionWatch,
 }
 
 /// The shortest pause between two looks at a lease another host holds.
@@ -241,6 +247,7 @@ struct Poller {
     host_id: String,
     slot: Arc<PluginSlot>,
     bus: Option<Arc<EmbeddedBus>>,
+    status: Arc<BrokerStatus>,
     link: Option<Link>,
 }
 
@@ -302,7 +309,13 @@ impl Poller {
         }
         let started = now_ms();
         let result = {
-            let poll = self.poll_once(version);
+            // Said plainly when the broker went silent under the poll.
+            let poll = async {
+                self.poll_once(version).await.map_err(|e| match &self.link {
+                    Some(link) => link.watch.explain(e),
+                    None => e,
+                })
+            };
             tokio::pin!(poll);
             let mut renew = tokio::time::interval(lease.ttl / 3);
             renew.tick().await;
@@ -416,18 +429,25 @@ impl Poller {
         if let Some(bus) = &self.bus {
             return Ok(Sink::Bus(Arc::clone(bus)));
         }
+        // A link lost since the last poll (the broker went silent, or
+        // closed it) is replaced before this poll publishes anything.
+        if self.link.as_ref().is_some_and(|l| l.watch.is_lost()) {
+            self.link = None;
+        }
         if self.link.is_none() {
             let name = format!(
                 "{} producer {}",
                 self.config.connection_name(),
                 self.slot.name
             );
-            let connection = tokio::time::timeout(
-                Duration::from_secs(10),
-                broker::connect(self.config.amqp_url(), &name),
-            )
-            .await
-            .context("connecting to RabbitMQ timed out")??;
+            let connection = broker::connect(&self.config, &name).await?;
+            let slot = Arc::clone(&self.slot);
+            let watch = ConnectionWatch::start(
+                &connection,
+                &name,
+                Arc::clone(&self.status),
+                Some(Box::new(move |reason| slot.set_publishing_blocked(reason))),
+            );
             let channel = connection.create_channel().await?;
             broker::declare_exchange(&channel, &self.config.exchange).await?;
             let _ = channel.close(200, ShortString::from("declared")).await;
@@ -435,6 +455,7 @@ impl Poller {
             self.link = Some(Link {
                 connection,
                 publisher,
+                watch,
             });
         }
         let link = self.link.as_ref().expect("opened above");

@@ -384,6 +384,9 @@ pub struct PluginSlot {
     last_poll: Mutex<Option<PollRecord>>,
     /// The host that holds the producer's lease (polls it), as last seen.
     poller: Mutex<Option<String>>,
+    /// While the broker blocks a producer's publishing: its reason, and
+    /// since when (Unix ms).
+    publishing_blocked: Mutex<Option<(String, i64)>>,
 }
 
 /// A successful poll, as `GET /plugins` shows it.
@@ -409,7 +412,26 @@ impl PluginSlot {
             poll_error: Mutex::new(None),
             last_poll: Mutex::new(None),
             poller: Mutex::new(None),
+            publishing_blocked: Mutex::new(None),
         }
+    }
+
+    /// The broker blocks this producer's publishing for `reason`, or
+    /// (`None`) no longer does.
+    pub fn set_publishing_blocked(&self, reason: Option<&str>) {
+        *self
+            .publishing_blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = reason.map(|r| (r.to_owned(), now_ms()));
+    }
+
+    /// While the broker blocks this producer's publishing: why, and since
+    /// when (Unix ms).
+    pub fn publishing_blocked(&self) -> Option<(String, i64)> {
+        self.publishing_blocked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_poll_error(&self, error: String) {

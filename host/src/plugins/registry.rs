@@ -100,6 +100,15 @@ pub struct ProducerStatus {
     pub last_poll: Option<super::PollRecord>,
     /// The host that polls it (holds its lease), among hosts sharing a store.
     pub polled_by: Option<String>,
+    /// While the broker blocks the producer's publishing (a memory or disk
+    /// alarm): the broker's reason and since when; its polls wait.
+    pub publishing_blocked: Option<BlockedPublishing>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlockedPublishing {
+    pub reason: String,
+    pub since_ms: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -410,6 +419,9 @@ impl PluginRegistry {
                             .map(|(error, at_ms)| PollError { error, at_ms }),
                         last_poll: slot.last_poll(),
                         polled_by: slot.poller(),
+                        publishing_blocked: slot
+                            .publishing_blocked()
+                            .map(|(reason, since_ms)| BlockedPublishing { reason, since_ms }),
                     }),
                 }
             })

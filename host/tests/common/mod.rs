@@ -9,10 +9,12 @@
 //! keeps tests that need the broker up apart from one that stops it.
 //! [`upstream`] is a REST upstream for producers, scripted by the test.
 //! [`backend`] chooses the store a host runs on (SQLite or a PostgreSQL
-//! database of the test's own) and instantiates a test on each.
+//! database of the test's own) and instantiates a test on each;
+//! [`black_hole`] silences one connection to the broker (iptables).
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod black_hole;
 pub mod broker_lock;
 pub mod process;
 pub mod upstream;

@@ -127,6 +127,13 @@ impl ChildHost {
             .arg("--store")
             .arg(store_arg(c))
             .args(["--exchange", &c.exchange, "--queue-prefix", &c.queue_prefix])
+            .args(["--queue-type", c.queue_type.as_str()])
+            .arg("--heartbeat-secs")
+            .arg(c.heartbeat_secs.to_string())
+            .arg("--max-attempts")
+            .arg(c.max_attempts.to_string())
+            .arg("--retry-delay-ms")
+            .arg(c.retry_delay_ms.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -205,6 +212,14 @@ impl ChildHost {
         self.child.is_some()
     }
 
+    /// The process id of the running host.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the host is running")
+    }
+
     /// GET `path`; panics if the host does not answer.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         match self.try_get(path).await {
@@ -245,11 +260,17 @@ impl ChildHost {
 
     /// Counts the host's log lines containing `needle`, over all starts.
     pub fn log_count(&self, needle: &str) -> usize {
+        self.log_lines(needle).len()
+    }
+
+    /// The host's log lines containing `needle`, over all starts.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains(needle))
-            .count()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Stops the host (SIGTERM) if it runs, and deletes its queues and

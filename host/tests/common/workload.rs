@@ -315,10 +315,33 @@ impl FaultRun {
         malformed: usize,
         pace: Pace,
     ) -> Self {
+        Self::start_with(
+            backend,
+            events,
+            customers,
+            duplicates,
+            malformed,
+            pace,
+            |_| {},
+        )
+        .await
+    }
+
+    /// Like [`FaultRun::start_with_malformed`], the host's settings changed
+    /// by `adjust`.
+    pub async fn start_with(
+        backend: Backend,
+        events: usize,
+        customers: usize,
+        duplicates: usize,
+        malformed: usize,
+        pace: Pace,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut rng = fastrand::Rng::with_seed(test_seed());
         let mut workload = CustomerWorkload::new(&mut rng, events, customers, duplicates);
         workload.add_malformed(&mut rng, malformed);
-        let host = ChildHost::start_on(backend, PLUGINS).await;
+        let host = ChildHost::start_on_with(backend, PLUGINS, adjust).await;
         host.wait_healthy().await;
         let publishing = Publishing::start(&host.config, workload.messages.clone(), pace);
         Self {
