@@ -306,6 +306,20 @@ impl From<&str> for StoreUrl {
     }
 }
 
+/// The plugin setting that says how hosts consume a plugin's queue.
+pub const CONSUMERS_SETTING: &str = "consumers";
+
+/// How the hosts sharing a broker consume a plugin's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumers {
+    /// Every host consumes (the default): work spreads over the hosts and
+    /// fails over at once; the queue's order is not kept.
+    Competing,
+    /// One host at a time consumes (`x-single-active-consumer`), the others
+    /// stand by: the queue's order is kept, failover without parallelism.
+    SingleActive,
+}
+
 /// `--bus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Bus {
@@ -381,6 +395,25 @@ impl Config {
         self.store.location(&self.data)
     }
 
+    /// The value of setting `key` of `plugin` (`--plugin-setting
+    /// <plugin>.<key>=<value>`), the last one given.
+    pub fn plugin_setting(&self, plugin: &str, key: &str) -> Option<String> {
+        self.plugin_settings.iter().rev().find_map(|entry| {
+            let (name, value) = entry.split_once('=')?;
+            let (p, k) = name.split_once('.')?;
+            (p.trim() == plugin && k.trim() == key).then(|| value.trim().to_owned())
+        })
+    }
+
+    /// How the hosts sharing a broker consume `plugin`'s queue (its
+    /// `consumers` setting).
+    pub fn consumers(&self, plugin: &str) -> Consumers {
+        match self.plugin_setting(plugin, CONSUMERS_SETTING).as_deref() {
+            Some("single-active") => Consumers::SingleActive,
+            _ => Consumers::Competing,
+        }
+    }
+
     /// This host's id (see [`Config::host_id`]).
     pub fn host_id(&self) -> String {
         self.host_id
@@ -392,6 +425,20 @@ impl Config {
     /// Refuses settings that contradict each other.
     pub fn check(&self) -> Result<()> {
         self.store_location()?;
+        for entry in &self.plugin_settings {
+            let Some((name, value)) = entry.split_once('=') else {
+                continue;
+            };
+            let is_consumers = name
+                .split_once('.')
+                .is_some_and(|(_, key)| key.trim() == CONSUMERS_SETTING);
+            if is_consumers && !["competing", "single-active"].contains(&value.trim()) {
+                bail!(
+                    "plugin setting {entry:?}: {CONSUMERS_SETTING} is `competing` (the default) \
+                     or `single-active`"
+                );
+            }
+        }
         if self.protect_reads && self.auth_token().is_none() {
             bail!(
                 "--protect-reads (SWITCHYARD_PROTECT_READS) needs an API token (--api-token or SWITCHYARD_API_TOKEN)"
@@ -568,6 +615,23 @@ mod tests {
         assert_eq!(broker_address(DEFAULT_AMQP_URL), "127.0.0.1:5672");
         assert_eq!(broker_address("amqp://rabbitmq/%2f"), "rabbitmq:5672");
         assert_eq!(broker_address("amqp://u:p@h:5673"), "h:5673");
+    }
+
+    #[test]
+    fn a_plugin_consumes_competing_unless_set_single_active() {
+        let mut c = Config::defaults();
+        assert_eq!(c.consumers("merge"), Consumers::Competing);
+        c.plugin_settings = vec![
+            "merge.consumers=competing".into(),
+            "merge.consumers= single-active".into(),
+            "counter.poll-interval-ms=5".into(),
+        ];
+        assert_eq!(c.consumers("merge"), Consumers::SingleActive, "the last wins");
+        assert_eq!(c.consumers("counter"), Consumers::Competing);
+        assert!(c.check().is_ok());
+        c.plugin_settings.push("merge.consumers=one".into());
+        let error = c.check().unwrap_err().to_string();
+        assert!(error.contains("single-active"), "{error}");
     }
 
     #[test]

@@ -291,3 +291,63 @@ async fn a_producer_is_polled_by_one_host_and_taken_over_when_it_dies() {
     );
     stop_all(hosts, &plugins).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_active_consumer_plugin_runs_on_one_host_and_fails_over() {
+    let _broker_up = BrokerLock::shared().await;
+    let plugins = ["counter"];
+    let mut hosts = cluster(2, &plugins, |c| {
+        c.plugin_settings
+            .push("counter.consumers=single-active".into());
+    })
+    .await;
+    let events = |range: std::ops::Range<usize>| -> Vec<(String, Vec<u8>)> {
+        range
+            .map(|i| {
+                let body =
+                    common::customer_event(&format!("sac-{i}"), "c1", "n", "2026-11-24T08:00:00Z");
+                ("customer.updated".to_owned(), body)
+            })
+            .collect()
+    };
+    let pace = Pace {
+        chunk: 100,
+        pause: Duration::from_millis(10),
+    };
+    Publishing::start(&hosts[0].config, events(0..1_000), pace)
+        .finish()
+        .await;
+    let store = hosts[0].open_store();
+    eventually("1,000 counted", Duration::from_secs(30), || async {
+        applied(&store, "counter") == 1_000
+    })
+    .await;
+    let mut applied_by = Vec::new();
+    for host in &hosts {
+        let (_, plugins) = host.get("/plugins").await;
+        applied_by.push(
+            plugin_entry(&plugins, "counter")["events_applied"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert!(
+        applied_by.contains(&0) && applied_by.contains(&1_000),
+        "one host consumed, the other stood by: {applied_by:?}"
+    );
+    let active = applied_by.iter().position(|n| *n == 1_000).unwrap();
+    hosts[active].kill().await;
+    Publishing::start(&hosts[1 - active].config, events(1_000..1_500), pace)
+        .finish()
+        .await;
+    eventually(
+        "the stand-by takes over",
+        Duration::from_secs(30),
+        || async { applied(&store, "counter") == 1_500 },
+    )
+    .await;
+    let (_, listing) = hosts[1 - active].get("/plugins").await;
+    assert_eq!(plugin_entry(&listing, "counter")["events_applied"], 500);
+    hosts[active].restart().await;
+    stop_all(hosts, &plugins).await;
+}

@@ -7,7 +7,7 @@
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
-use crate::config::{Config, QueueType};
+use crate::config::{Config, Consumers, QueueType};
 
 /// The broker refused a queue as the host declares it.
 #[derive(Debug, thiserror::Error)]
@@ -133,8 +133,12 @@ fn quoted_after(text: &str, marker: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueRole {
     /// The queue the plugin consumes; what the broker rejects goes to the
-    /// dead-letter exchange.
-    Plugin { dead_letter_exchange: String },
+    /// dead-letter exchange. `single_active`: one consumer at a time across
+    /// the hosts (the queue's order kept; the others stand by).
+    Plugin {
+        dead_letter_exchange: String,
+        single_active: bool,
+    },
     /// Keeps the plugin's dead letters.
     DeadLetters,
     /// Holds events for `delay_ms`, then the broker moves them back into
@@ -164,7 +168,17 @@ impl PluginQueue {
         match &self.role {
             QueueRole::Plugin {
                 dead_letter_exchange,
-            } => dead_lettering(queue_type, dead_letter_exchange, None),
+                single_active,
+            } => {
+                let mut args = dead_lettering(queue_type, dead_letter_exchange, None);
+                if *single_active {
+                    args.insert(
+                        ShortString::from("x-single-active-consumer"),
+                        AMQPValue::Boolean(true),
+                    );
+                }
+                args
+            }
             QueueRole::DeadLetters => keeping(queue_type),
             QueueRole::Retry { back_to, delay_ms } => {
                 // Messages wait out the TTL, then the broker dead-letters
@@ -191,6 +205,7 @@ pub fn plugin_queues(config: &Config, plugin: &str) -> Vec<PluginQueue> {
             name: queue.clone(),
             role: QueueRole::Plugin {
                 dead_letter_exchange: config.dead_letter_exchange(plugin),
+                single_active: config.consumers(plugin) == Consumers::SingleActive,
             },
         },
         PluginQueue {
