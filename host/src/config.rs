@@ -626,7 +626,11 @@ mod tests {
             "merge.consumers= single-active".into(),
             "counter.poll-interval-ms=5".into(),
         ];
-        assert_eq!(c.consumers("merge"), Consumers::SingleActive, "the last wins");
+        assert_eq!(
+            c.consumers("merge"),
+            Consumers::SingleActive,
+            "the last wins"
+        );
         assert_eq!(c.consumers("counter"), Consumers::Competing);
         assert!(c.check().is_ok());
         c.plugin_settings.push("merge.consumers=one".into());

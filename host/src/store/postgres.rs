@@ -212,6 +212,12 @@ impl Pool {
         let mut state = lock(&self.state);
         loop {
             if let Some(client) = state.idle.pop() {
+                // One that died idle (keepalives gave it up) is not handed
+                // out to wait on it.
+                if client.is_closed() {
+                    state.open -= 1;
+                    continue;
+                }
                 return Ok(Pooled {
                     pool: self,
                     client: Some(client),
