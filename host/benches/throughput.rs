@@ -6,9 +6,10 @@
 //!   (Switchyard's batch size);
 //! - (b) Switchyard end to end: the host started in-process with the `merge`
 //!   plugin drains the same events, pre-published to its exchange, with a
-//!   durable SQLite commit per batch; timed from `start()` (plugin compile
-//!   included) and from the first to the last applied event;
-//! - (c) the ratio (b)/(a), target >= 0.6;
+//!   durable store commit per batch; timed from `start()` (plugin compile
+//!   included) and from the first to the last applied event, with the CPU
+//!   time the host process spent per event;
+//! - (c) the ratio (b)/(a), target >= 0.6 on SQLite, >= 0.5 on PostgreSQL;
 //! - the per-event cost of the merge logic compiled natively and run as the
 //!   WebAssembly component through the host's plugin engine, target <= 3x;
 //! - the peak resident memory of the process.
@@ -16,7 +17,12 @@
 //! Run it with `cargo xtask bench` (builds `plugins/merge.wasm`, checks the
 //! broker), or `cargo bench -p switchyard --bench throughput` once the plugin
 //! is built. Environment: `BENCH_EVENTS` (default 100000) for the number of
-//! events, `BENCH_ROUNDS` (default 3) for the rounds of (a) and (b), `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//! events, `BENCH_ROUNDS` (default 3) for the rounds of (a) and (b), `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`),
+//! `BENCH_STORE` for (b)'s store: `sqlite` (default, a fresh file per
+//! round) or `postgres` (`cargo xtask bench throughput --store postgres`:
+//! a fresh database `sy_bench_...` per round on `SWITCHYARD_TEST_POSTGRES`,
+//! default `postgres://postgres@127.0.0.1:5432`, dropped after the round).
+//! With PostgreSQL the host's CPU per event leaves out the server's.
 
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
@@ -36,7 +42,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use switchyard::Config;
-use switchyard::config::DEFAULT_HEARTBEAT_SECS;
+use switchyard::config::{DEFAULT_HEARTBEAT_SECS, StoreUrl};
 use switchyard::plugins::bindings::Event;
 use switchyard::plugins::{Instance, PluginEngine};
 use switchyard::store::Store;
@@ -73,13 +79,22 @@ fn main() -> Result<()> {
     // (a) and (b) alternate, so that both see the same machine noise; the
     // report quotes medians over the rounds.
     let rounds = round_count()?;
+    let store = BenchStore::from_env()?;
     let mut results = Vec::with_capacity(rounds);
     for round in 1..=rounds {
         println!("round {round}/{rounds}: (a) broker baseline");
         let baseline = runtime.block_on(broker_baseline(&amqp_url, &events))?;
         println!("    consumed {n} in {:.2} s", baseline.as_secs_f64());
-        println!("round {round}/{rounds}: (b) switchyard end to end");
-        let e2e = runtime.block_on(switchyard_end_to_end(&amqp_url, &wasm, &events))?;
+        println!("round {round}/{rounds}: (b) switchyard end to end, {store}");
+        // Made and dropped here, off the runtime (PostgreSQL's sync client).
+        let round_store = RoundStore::new(&store)?;
+        let e2e = runtime.block_on(switchyard_end_to_end(
+            &amqp_url,
+            &wasm,
+            round_store.url(),
+            &events,
+        ))?;
+        drop(round_store);
         println!(
             "    applied {n} in {:.2} s from start(), first commit seen after {:.2} s",
             e2e.total.as_secs_f64(),
@@ -91,7 +106,7 @@ fn main() -> Result<()> {
     println!("merge per event, native vs wasm ({MERGE_ROUNDS} rounds, median)");
     let merge = merge_cost(&events[..n.min(MERGE_EVENTS)], &wasm)?;
 
-    report(n, &results, &merge, peak_rss_mib()?);
+    report(n, &store, &results, &merge, peak_rss_mib()?);
     Ok(())
 }
 
@@ -136,6 +151,99 @@ fn unique(prefix: &str) -> String {
         .unwrap_or_default()
         .as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------
+// Store of (b)
+
+/// Where (b) commits: `BENCH_STORE`.
+enum BenchStore {
+    Sqlite,
+    /// A server where this user may create databases.
+    Postgres {
+        server: String,
+    },
+}
+
+impl BenchStore {
+    fn from_env() -> Result<Self> {
+        match std::env::var("BENCH_STORE").as_deref() {
+            Err(_) | Ok("sqlite") => Ok(BenchStore::Sqlite),
+            Ok("postgres") => Ok(BenchStore::Postgres {
+                server: std::env::var("SWITCHYARD_TEST_POSTGRES")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+            }),
+            Ok(other) => bail!("BENCH_STORE={other:?}: sqlite or postgres"),
+        }
+    }
+}
+
+impl std::fmt::Display for BenchStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BenchStore::Sqlite => write!(f, "SQLite (synchronous=FULL)"),
+            BenchStore::Postgres { server } => {
+                write!(f, "PostgreSQL ({})", switchyard::config::redact_url(server))
+            }
+        }
+    }
+}
+
+/// The store of one round: a fresh SQLite file (in the round's folder), or
+/// a fresh PostgreSQL database, dropped with this (blocking: drop it off
+/// the runtime).
+enum RoundStore {
+    Sqlite,
+    Postgres { server: String, name: String },
+}
+
+impl RoundStore {
+    fn new(store: &BenchStore) -> Result<Self> {
+        match store {
+            BenchStore::Sqlite => Ok(RoundStore::Sqlite),
+            BenchStore::Postgres { server } => {
+                let name = unique("sy_bench").replace('-', "_");
+                postgres_admin(server, &format!("CREATE DATABASE {name}"))?;
+                Ok(RoundStore::Postgres {
+                    server: server.clone(),
+                    name,
+                })
+            }
+        }
+    }
+
+    fn url(&self) -> StoreUrl {
+        match self {
+            RoundStore::Sqlite => StoreUrl::from("sqlite"),
+            RoundStore::Postgres { server, name } => StoreUrl::from(format!("{server}/{name}")),
+        }
+    }
+}
+
+impl Drop for RoundStore {
+    fn drop(&mut self) {
+        if let RoundStore::Postgres { server, name } = self
+            && let Err(e) = postgres_admin(
+                server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+        {
+            eprintln!("warning: could not drop database {name}: {e:#}");
+        }
+    }
+}
+
+/// Runs `sql` on `server`'s `postgres` database.
+fn postgres_admin(server: &str, sql: &str) -> Result<()> {
+    let mut client = postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls)
+        .with_context(|| {
+            format!(
+                "PostgreSQL must be reachable at {} (cargo xtask bench --store postgres checks it)",
+                switchyard::config::redact_url(server)
+            )
+        })?;
+    client.batch_execute(sql).with_context(|| sql.to_owned())?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -382,7 +490,8 @@ async fn consume_all(connection: &Connection, queue: &str, n: usize) -> Result<D
 // ---------------------------------------------------------------------------
 // (b) Switchyard end to end
 
-/// When the end-to-end run saw what, counted from `start()`.
+/// When the end-to-end run saw what, counted from `start()`, and what it
+/// cost.
 struct EndToEnd {
     /// The first poll that found applied events...
     first_at: Duration,
@@ -390,11 +499,14 @@ struct EndToEnd {
     first_count: u64,
     /// The poll that found all of them.
     total: Duration,
+    /// CPU time of this process (the host, and the bench's polling) from
+    /// `start()` to then.
+    cpu: Duration,
 }
 
 /// A host configuration of its own: fresh names, folders in `dirs`, the
-/// merge plugin alone.
-fn bench_config(url: &str, wasm: &Path, dirs: &Path) -> Result<Config> {
+/// store at `store`, the merge plugin alone.
+fn bench_config(url: &str, wasm: &Path, store: StoreUrl, dirs: &Path) -> Result<Config> {
     let plugins = dirs.join("plugins");
     std::fs::create_dir_all(&plugins)?;
     std::fs::copy(wasm, plugins.join("merge.wasm")).context("copying merge.wasm")?;
@@ -403,6 +515,7 @@ fn bench_config(url: &str, wasm: &Path, dirs: &Path) -> Result<Config> {
     config.http = "127.0.0.1:0".parse()?;
     config.plugins = plugins;
     config.data = dirs.join("data");
+    config.store = store;
     config.exchange = unique("switchyard-bench-exchange");
     config.queue_prefix = unique("switchyard-bench");
     Ok(config)
@@ -411,9 +524,14 @@ fn bench_config(url: &str, wasm: &Path, dirs: &Path) -> Result<Config> {
 /// Pre-publishes every event to a fresh exchange and plugin queue, starts
 /// the host and waits until all are applied; removes the queues and
 /// exchanges afterwards whatever happens.
-async fn switchyard_end_to_end(url: &str, wasm: &Path, events: &[Message]) -> Result<EndToEnd> {
+async fn switchyard_end_to_end(
+    url: &str,
+    wasm: &Path,
+    store: StoreUrl,
+    events: &[Message],
+) -> Result<EndToEnd> {
     let dirs = tempfile::tempdir()?;
-    let config = bench_config(url, wasm, dirs.path())?;
+    let config = bench_config(url, wasm, store, dirs.path())?;
     let connection = connect(url).await?;
     let admin = connection.create_channel().await?;
     let result = async {
@@ -450,6 +568,10 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
         None => wait_applied(&running, n, started).await,
     };
     let cpu = cpu_seconds()? - cpu_before;
+    let progress = progress.map(|p| EndToEnd {
+        cpu: Duration::from_secs_f64(cpu.max(0.0)),
+        ..p
+    });
     if let Ok(p) = &progress {
         println!(
             "    host CPU {cpu:.2} s over {:.2} s ({:.0} us per event)",
@@ -501,6 +623,7 @@ async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -
                 first_at,
                 first_count,
                 total: at,
+                cpu: Duration::ZERO,
             });
         }
         if count != last_count {
@@ -637,6 +760,8 @@ struct Round {
     total: f64,
     /// From the first commit seen to the last.
     steady: f64,
+    /// The host process's CPU per event, microseconds.
+    cpu_us: f64,
 }
 
 impl Round {
@@ -649,15 +774,20 @@ impl Round {
                 (n as u64 - e2e.first_count) as f64,
                 e2e.total.saturating_sub(e2e.first_at),
             ),
+            cpu_us: e2e.cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
         }
     }
 }
 
-fn report(n: usize, rounds: &[Round], merge: &MergeCost, rss_mib: f64) {
+fn report(n: usize, store: &BenchStore, rounds: &[Round], merge: &MergeCost, rss_mib: f64) {
     let med = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let target = match store {
+        BenchStore::Sqlite => 0.6,
+        BenchStore::Postgres { .. } => 0.5,
+    };
     println!();
     println!(
-        "throughput, {n} events, median of {} rounds ({} events per merge round):",
+        "throughput, {n} events, store {store}, median of {} rounds ({} events per merge round):",
         rounds.len(),
         merge.events
     );
@@ -675,7 +805,15 @@ fn report(n: usize, rounds: &[Round], merge: &MergeCost, rss_mib: f64) {
         med(|r| r.steady)
     );
     println!(
-        "  (c) ratio (b)/(a): {:.2} (per round: {}), target >= 0.6",
+        "      host CPU per event:                                   {:>8.1} us{}",
+        med(|r| r.cpu_us),
+        match store {
+            BenchStore::Sqlite => "",
+            BenchStore::Postgres { .. } => " (the PostgreSQL server's not included)",
+        }
+    );
+    println!(
+        "  (c) ratio (b)/(a): {:.2} (per round: {}), target >= {target}",
         med(|r| r.total / r.baseline),
         rounds
             .iter()

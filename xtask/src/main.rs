@@ -5,7 +5,8 @@
 //!   test fixtures in `target/test-plugins/<name>.wasm`
 //! - `run`    build (release), start the demo upstreams and the host (broker or embedded bus)
 //! - `test`   build the plugins, make sure a broker and PostgreSQL are reachable, run all tests
-//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, or all)
+//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, or all;
+//!   `throughput --store postgres` commits to PostgreSQL)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
 mod stack;
@@ -51,9 +52,15 @@ fn main() {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
+    cargo_with(args, &[])
+}
+
+/// `cargo args` with the environment variables `envs` set.
+fn cargo_with(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(args)
+        .envs(envs.iter().copied())
         .current_dir(root())
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;
@@ -340,17 +347,65 @@ fn test(args: &[String]) -> Result<()> {
     cargo(&cargo_args)
 }
 
-/// `cargo xtask bench [throughput|reload|producer]`: one benchmark, or all.
-fn bench(which: &[String]) -> Result<()> {
-    let benches: Vec<&str> = match which.first().map(String::as_str) {
-        None => vec!["throughput", "reload", "producer"],
-        Some(name @ ("throughput" | "reload" | "producer")) => vec![name],
-        Some(other) => bail!("unknown benchmark {other:?}: throughput, reload or producer"),
-    };
+/// What `cargo xtask bench` runs: the benchmarks, and the store of the
+/// throughput benchmark (`--store sqlite|postgres`, `BENCH_STORE` for it).
+#[derive(Debug, PartialEq, Eq)]
+struct BenchPlan {
+    benches: Vec<&'static str>,
+    store: &'static str,
+}
+
+const BENCHES: [&str; 3] = ["throughput", "reload", "producer"];
+const BENCH_STORES: [&str; 2] = ["sqlite", "postgres"];
+
+/// `[throughput|reload|producer] [--store sqlite|postgres]`.
+fn bench_plan(args: &[String]) -> Result<BenchPlan> {
+    let mut benches = Vec::new();
+    let mut store = None;
+    let mut args = args.iter().map(String::as_str);
+    while let Some(arg) = args.next() {
+        if arg == "--store" {
+            let value = args.next();
+            match BENCH_STORES.iter().find(|s| Some(**s) == value) {
+                Some(s) => store = Some(*s),
+                None => bail!("--store takes sqlite or postgres, not {value:?}"),
+            }
+        } else if let Some(name) = BENCHES.iter().find(|b| **b == arg)
+            && benches.is_empty()
+        {
+            benches.push(*name);
+        } else {
+            bail!("unknown benchmark {arg:?}: throughput, reload or producer");
+        }
+    }
+    if benches.is_empty() {
+        benches = BENCHES.to_vec();
+    }
+    if store.is_some() && benches != ["throughput"] {
+        bail!(
+            "--store applies to the throughput benchmark: cargo xtask bench throughput --store postgres"
+        );
+    }
+    Ok(BenchPlan {
+        benches,
+        store: store.unwrap_or("sqlite"),
+    })
+}
+
+/// `cargo xtask bench [throughput|reload|producer] [--store sqlite|postgres]`:
+/// one benchmark, or all.
+fn bench(args: &[String]) -> Result<()> {
+    let plan = bench_plan(args)?;
     build_plugins()?;
     ensure_broker()?;
-    for name in benches {
-        cargo(&["bench", "-p", "switchyard", "--bench", name])?;
+    if plan.store == "postgres" {
+        ensure_postgres()?;
+    }
+    for name in plan.benches {
+        cargo_with(
+            &["bench", "-p", "switchyard", "--bench", name],
+            &[("BENCH_STORE", plan.store)],
+        )?;
     }
     Ok(())
 }
@@ -392,7 +447,33 @@ fn lint() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{broker_address, postgres_address};
+    use super::{BenchPlan, bench_plan, broker_address, postgres_address};
+
+    fn plan(args: &[&str]) -> anyhow::Result<BenchPlan> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        bench_plan(&args)
+    }
+
+    #[test]
+    fn bench_runs_one_benchmark_or_all_and_throughput_on_either_store() {
+        let all = plan(&[]).unwrap();
+        assert_eq!(all.benches, ["throughput", "reload", "producer"]);
+        assert_eq!(all.store, "sqlite");
+        let pg = plan(&["throughput", "--store", "postgres"]).unwrap();
+        assert_eq!(
+            pg,
+            BenchPlan {
+                benches: vec!["throughput"],
+                store: "postgres"
+            }
+        );
+        assert!(plan(&["reload", "--store", "postgres"]).is_err());
+        assert!(plan(&["--store", "postgres"]).is_err(), "all three");
+        assert!(plan(&["throughput", "--store", "mysql"]).is_err());
+        assert!(plan(&["throughput", "--store"]).is_err());
+        assert!(plan(&["latency"]).is_err());
+        assert!(plan(&["throughput", "reload"]).is_err());
+    }
 
     #[test]
     fn postgres_address_comes_from_the_url() {
