@@ -114,6 +114,10 @@ fn event_count() -> Result<usize> {
     positive_env("BENCH_EVENTS", DEFAULT_EVENTS)
 }
 
+fn host_count() -> Result<usize> {
+    positive_env("BENCH_HOSTS", 1)
+}
+
 fn round_count() -> Result<usize> {
     positive_env("BENCH_ROUNDS", DEFAULT_ROUNDS)
 }
@@ -502,6 +506,8 @@ struct EndToEnd {
     /// CPU time of this process (the host, and the bench's polling) from
     /// `start()` to then.
     cpu: Duration,
+    /// Batches run again because another host committed first.
+    conflicts: u64,
 }
 
 /// A host configuration of its own: fresh names, folders in `dirs`, the
@@ -554,13 +560,27 @@ async fn switchyard_end_to_end(
     result
 }
 
-/// Starts the host, waits for `n` applied events, stops it.
+/// Starts `BENCH_HOSTS` hosts on `config`'s store and queues (each with
+/// folders and an id of its own), waits for `n` applied events between
+/// them, stops them.
 async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
+    let hosts = host_count()?;
     let shutdown = CancellationToken::new();
     let cpu_before = cpu_seconds()?;
     let started = Instant::now();
-    let running = switchyard::start(config, shutdown.clone()).await?;
-    let progress = match running.registry.failures().first() {
+    let mut running = Vec::with_capacity(hosts);
+    for i in 0..hosts {
+        let mut config = config.clone();
+        if hosts > 1 {
+            config.data = config.data.join(format!("host-{i}"));
+            config.host_id = Some(format!("bench-{i}"));
+        }
+        running.push(switchyard::start(config, shutdown.clone()).await?);
+    }
+    let failure = running
+        .iter()
+        .find_map(|r| r.registry.failures().first().cloned());
+    let progress = match failure {
         Some(failure) => Err(anyhow::anyhow!(
             "the merge plugin did not load: {}",
             failure.error
@@ -574,13 +594,15 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
     });
     if let Ok(p) = &progress {
         println!(
-            "    host CPU {cpu:.2} s over {:.2} s ({:.0} us per event)",
+            "    host CPU {cpu:.2} s over {:.2} s ({:.0} us per event, {hosts} host(s) together)",
             p.total.as_secs_f64(),
             cpu * 1e6 / n as f64
         );
     }
     shutdown.cancel();
-    running.wait().await;
+    for r in running {
+        r.wait().await;
+    }
     progress
 }
 
@@ -591,12 +613,23 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
 /// tells the same time as `applied_count` would; polling the store itself
 /// (a `COUNT(*)` that takes up to ~25 ms at 100,000 rows) kept a CPU busy
 /// and lowered the measured rate by 5 to 10%.
-async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -> Result<EndToEnd> {
-    let plugin = running
-        .registry
-        .get(PLUGIN)
-        .context("the merge plugin is not loaded")?;
-    let applied = || plugin.counters.applied.load(Ordering::Relaxed);
+async fn wait_applied(
+    running: &[switchyard::Running],
+    n: u64,
+    started: Instant,
+) -> Result<EndToEnd> {
+    let plugins = running
+        .iter()
+        .map(|r| {
+            r.registry
+                .get(PLUGIN)
+                .context("the merge plugin is not loaded")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sum = |f: fn(&switchyard::plugins::Counters) -> u64| -> u64 {
+        plugins.iter().map(|p| f(&p.counters)).sum()
+    };
+    let applied = || sum(|c| c.applied.load(Ordering::Relaxed));
     let mut first: Option<(Duration, u64)> = None;
     let (mut last_count, mut last_change) = (0, Instant::now());
     let mut tick = tokio::time::interval(POLL_EVERY);
@@ -608,15 +641,21 @@ async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -
             first = Some((at, count));
         }
         if count >= n {
-            let stored = running.db.call(move |db| db.applied_count(PLUGIN)).await?;
+            let stored = running[0]
+                .db
+                .call(move |db| db.applied_count(PLUGIN))
+                .await?;
             ensure!(
                 stored == n,
                 "the store holds {stored} applied events, expected {n}"
             );
-            let commits = plugin.counters.commits.load(Ordering::Relaxed);
+            let commits = sum(|c| c.commits.load(Ordering::Relaxed));
+            let conflicts = sum(|c| c.conflicts.load(Ordering::Relaxed));
             println!(
-                "    {commits} commits, {:.0} events per batch on average",
-                n as f64 / commits.max(1) as f64
+                "    {commits} commits, {:.0} events per batch on average; {conflicts} batches \
+                 run again after a conflict ({:.1} per 1,000 events)",
+                n as f64 / commits.max(1) as f64,
+                conflicts as f64 * 1000.0 / n as f64
             );
             let (first_at, first_count) = first.unwrap_or((at, count));
             return Ok(EndToEnd {
@@ -624,12 +663,13 @@ async fn wait_applied(running: &switchyard::Running, n: u64, started: Instant) -
                 first_count,
                 total: at,
                 cpu: Duration::ZERO,
+                conflicts,
             });
         }
         if count != last_count {
             (last_count, last_change) = (count, Instant::now());
         } else if last_change.elapsed() > STALL_LIMIT {
-            let dead = plugin.counters.dead_lettered.load(Ordering::Relaxed);
+            let dead = sum(|c| c.dead_lettered.load(Ordering::Relaxed));
             bail!("no progress for {STALL_LIMIT:?}: {count} of {n} applied, {dead} dead-lettered");
         }
     }
@@ -762,6 +802,8 @@ struct Round {
     steady: f64,
     /// The host process's CPU per event, microseconds.
     cpu_us: f64,
+    /// Batches run again after a conflict, per 1,000 events.
+    conflicts_per_1000: f64,
 }
 
 impl Round {
@@ -775,6 +817,7 @@ impl Round {
                 e2e.total.saturating_sub(e2e.first_at),
             ),
             cpu_us: e2e.cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
+            conflicts_per_1000: e2e.conflicts as f64 * 1000.0 / n.max(1) as f64,
         }
     }
 }
@@ -787,7 +830,8 @@ fn report(n: usize, store: &BenchStore, rounds: &[Round], merge: &MergeCost, rss
     };
     println!();
     println!(
-        "throughput, {n} events, store {store}, median of {} rounds ({} events per merge round):",
+        "throughput, {n} events, store {store}, {} host(s), median of {} rounds ({} events per merge round):",
+        host_count().unwrap_or(1),
         rounds.len(),
         merge.events
     );
@@ -811,6 +855,10 @@ fn report(n: usize, store: &BenchStore, rounds: &[Round], merge: &MergeCost, rss
             BenchStore::Sqlite => "",
             BenchStore::Postgres { .. } => " (the PostgreSQL server's not included)",
         }
+    );
+    println!(
+        "      batches run again after a conflict:                   {:>8.1} per 1,000 events",
+        med(|r| r.conflicts_per_1000)
     );
     println!(
         "  (c) ratio (b)/(a): {:.2} (per round: {}), target >= {target}",

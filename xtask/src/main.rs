@@ -353,6 +353,8 @@ fn test(args: &[String]) -> Result<()> {
 struct BenchPlan {
     benches: Vec<&'static str>,
     store: &'static str,
+    /// Hosts sharing the store in the throughput benchmark.
+    hosts: String,
 }
 
 const BENCHES: [&str; 3] = ["throughput", "reload", "producer"];
@@ -362,9 +364,16 @@ const BENCH_STORES: [&str; 2] = ["sqlite", "postgres"];
 fn bench_plan(args: &[String]) -> Result<BenchPlan> {
     let mut benches = Vec::new();
     let mut store = None;
+    let mut hosts = None;
     let mut args = args.iter().map(String::as_str);
     while let Some(arg) = args.next() {
-        if arg == "--store" {
+        if arg == "--hosts" {
+            let value = args.next();
+            match value.and_then(|v| v.parse::<u32>().ok()) {
+                Some(n) if n > 0 => hosts = Some(n.to_string()),
+                _ => bail!("--hosts takes a number of hosts, not {value:?}"),
+            }
+        } else if arg == "--store" {
             let value = args.next();
             match BENCH_STORES.iter().find(|s| Some(**s) == value) {
                 Some(s) => store = Some(*s),
@@ -381,19 +390,24 @@ fn bench_plan(args: &[String]) -> Result<BenchPlan> {
     if benches.is_empty() {
         benches = BENCHES.to_vec();
     }
-    if store.is_some() && benches != ["throughput"] {
+    if (store.is_some() || hosts.is_some()) && benches != ["throughput"] {
         bail!(
-            "--store applies to the throughput benchmark: cargo xtask bench throughput --store postgres"
+            "--store and --hosts apply to the throughput benchmark: \
+             cargo xtask bench throughput --store postgres --hosts 3"
         );
+    }
+    if hosts.as_deref().is_some_and(|h| h != "1") && store != Some("postgres") {
+        bail!("several hosts share a PostgreSQL store: add --store postgres");
     }
     Ok(BenchPlan {
         benches,
         store: store.unwrap_or("sqlite"),
+        hosts: hosts.unwrap_or_else(|| "1".to_owned()),
     })
 }
 
-/// `cargo xtask bench [throughput|reload|producer] [--store sqlite|postgres]`:
-/// one benchmark, or all.
+/// `cargo xtask bench [throughput|reload|producer] [--store sqlite|postgres]
+/// [--hosts N]`: one benchmark, or all.
 fn bench(args: &[String]) -> Result<()> {
     let plan = bench_plan(args)?;
     build_plugins()?;
@@ -404,7 +418,7 @@ fn bench(args: &[String]) -> Result<()> {
     for name in plan.benches {
         cargo_with(
             &["bench", "-p", "switchyard", "--bench", name],
-            &[("BENCH_STORE", plan.store)],
+            &[("BENCH_STORE", plan.store), ("BENCH_HOSTS", &plan.hosts)],
         )?;
     }
     Ok(())
@@ -464,9 +478,17 @@ mod tests {
             pg,
             BenchPlan {
                 benches: vec!["throughput"],
-                store: "postgres"
+                store: "postgres",
+                hosts: "1".into(),
             }
         );
+        let three = plan(&["throughput", "--store", "postgres", "--hosts", "3"]).unwrap();
+        assert_eq!(three.hosts, "3");
+        assert!(
+            plan(&["throughput", "--hosts", "3"]).is_err(),
+            "sqlite is one host"
+        );
+        assert!(plan(&["throughput", "--store", "postgres", "--hosts", "0"]).is_err());
         assert!(plan(&["reload", "--store", "postgres"]).is_err());
         assert!(plan(&["--store", "postgres"]).is_err(), "all three");
         assert!(plan(&["throughput", "--store", "mysql"]).is_err());
