@@ -177,8 +177,6 @@ impl EmbeddedBus {
         let db = self.db.blocking();
         let (letters, _) = db.dead_letters(plugin, u32::MAX)?;
         let seqs: Vec<i64> = letters.iter().map(|l| l.seq).collect();
-        // Removed first: those that fail again are stored again.
-        db.remove_dead_letters(&seqs)?;
         let messages = letters
             .into_iter()
             .map(|l| Message {
@@ -187,7 +185,11 @@ impl EmbeddedBus {
                 hops: 0,
             })
             .collect();
+        // Those that fail again are stored again, as new dead letters; the
+        // old ones go once the replay is done, so a crash in between loses
+        // none (it may leave a copy, replayed harmlessly: ids are known).
         self.deliver(messages, Some(plugin))?;
+        db.remove_dead_letters(&seqs)?;
         Ok(seqs.len() as u64)
     }
 

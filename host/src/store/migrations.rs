@@ -29,6 +29,11 @@ pub const SQLITE: &[Migration] = &[
         name: "cluster",
         sql: include_str!("../../migrations/sqlite/0002_cluster.sql"),
     },
+    Migration {
+        version: 3,
+        name: "cheaper writes",
+        sql: include_str!("../../migrations/sqlite/0003_cheaper_writes.sql"),
+    },
 ];
 
 /// The PostgreSQL store's steps, in order.
@@ -42,6 +47,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "cluster",
         sql: include_str!("../../migrations/postgres/0002_cluster.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "cheaper writes",
+        sql: include_str!("../../migrations/postgres/0003_cheaper_writes.sql"),
     },
 ];
 
