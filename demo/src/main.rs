@@ -54,11 +54,15 @@ enum System {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs to stderr like the host; colours only on a terminal.
+    // Logs to stderr like the host; colours only on a terminal, never with
+    // NO_COLOR set.
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

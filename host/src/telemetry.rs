@@ -1,6 +1,9 @@
 //! Logging: `tracing` to stderr, human-readable by default or JSON lines on
-//! request; `RUST_LOG` filters (default `info`, broker client quieter). And
-//! how errors read in logs and in `/health`.
+//! request; `RUST_LOG` filters (default `info`, broker client quieter);
+//! colours only on a terminal, and never with `NO_COLOR` set. And how
+//! errors read in logs and in `/health`.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,12 +13,19 @@ pub fn init(json: bool) {
         .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,amq_protocol=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colours());
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Whether log lines may carry colour codes: stderr is a terminal and
+/// `NO_COLOR` (<https://no-color.org>) is not set.
+pub fn colours() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// An error and its causes, `outer: inner: ...`, without repeating a cause

@@ -14,6 +14,8 @@ mod stack;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -306,6 +308,13 @@ fn run(args: &[String]) -> Result<()> {
         ensure_broker()?;
     }
     let root = root();
+    // Ctrl-C, or SIGTERM to this process alone (a supervisor's `kill`),
+    // stops the whole stack before this exits.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the signal handlers")?;
+    }
     let stack = Stack::start(
         &root,
         &root.join("target").join("release"),
@@ -315,11 +324,13 @@ fn run(args: &[String]) -> Result<()> {
             host.args(args);
         },
     )?;
-    let status = stack.wait()?;
-    if !status.success() {
-        bail!("switchyard exited with {status}");
+    match stack.supervise(&stop)? {
+        stack::Ended::Stopped => {
+            eprintln!("xtask: stopped the demo upstreams and switchyard");
+            std::process::exit(130);
+        }
+        stack::Ended::HostExited => Ok(()),
     }
-    Ok(())
 }
 
 fn test(args: &[String]) -> Result<()> {

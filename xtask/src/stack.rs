@@ -1,12 +1,17 @@
 //! The demo stack that `cargo xtask run` starts: the demo CRM and inventory
 //! upstreams, and the host with grants and settings that point its producer
-//! plugins at them.
+//! plugins at them; and its supervision: a child that dies stops the
+//! others and is named, and a stop request (SIGINT, SIGTERM to `xtask`
+//! alone, as a supervisor sends it) stops them all before `xtask` exits.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use rustix::process::{Pid, Signal, kill_process};
 
 /// Where the demo upstreams listen.
 #[derive(Debug, Clone, Copy)]
@@ -45,11 +50,22 @@ const UPSTREAMS: [Upstream; 2] = [
     },
 ];
 
-/// The running upstreams and host; dropping it stops them all.
+/// How long a child may take to exit after SIGTERM before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// The running upstreams and host, by name; dropping it stops them all.
 #[derive(Debug)]
 pub struct Stack {
-    upstreams: Vec<Child>,
-    host: Child,
+    children: Vec<(String, Child)>,
+}
+
+/// How a supervised stack ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Asked to stop; every child stopped.
+    Stopped,
+    /// The host exited by itself, successfully.
+    HostExited,
 }
 
 impl Stack {
@@ -72,7 +88,7 @@ impl Stack {
             }
             Ok(())
         };
-        let mut upstreams = Vec::new();
+        let mut children = Vec::new();
         for upstream in &UPSTREAMS {
             let mut command = Command::new(bin_dir.join("switchyard-demo"));
             command
@@ -88,7 +104,7 @@ impl Stack {
             let child = command
                 .spawn()
                 .with_context(|| format!("starting the demo {}", upstream.service))?;
-            upstreams.push(child);
+            children.push((format!("the demo {}", upstream.service), child));
         }
         let origin = |upstream: &Upstream| format!("http://127.0.0.1:{}", (upstream.port)(&ports));
         let grants: Vec<String> = UPSTREAMS
@@ -110,22 +126,59 @@ impl Stack {
         }
         output(&mut command)?;
         host(&mut command);
+        // Dropped (stopped) if the host cannot start.
+        let mut stack = Self { children };
         let host = command.spawn().context("starting switchyard")?;
-        Ok(Self { upstreams, host })
+        stack.children.push(("switchyard".to_owned(), host));
+        Ok(stack)
     }
 
-    /// Waits for the host to exit (Ctrl-C reaches the whole process group).
-    pub fn wait(mut self) -> Result<ExitStatus> {
-        Ok(self.host.wait()?)
+    /// Runs until `stop` is set (a signal), the host exits, or a child
+    /// dies; stops the others then. `Err` names the child that died.
+    pub fn supervise(mut self, stop: &AtomicBool) -> Result<Ended> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                self.stop_all();
+                return Ok(Ended::Stopped);
+            }
+            for (name, child) in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    let (name, host) = (name.clone(), name == "switchyard");
+                    self.stop_all();
+                    if host && status.success() {
+                        return Ok(Ended::HostExited);
+                    }
+                    bail!("{name} exited ({status}): stopped the rest of the stack");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM to every child still running, then SIGKILL to those that
+    /// have not exited within [`STOP_LIMIT`].
+    fn stop_all(&mut self) {
+        for (_, child) in &mut self.children {
+            if child.try_wait().ok().flatten().is_none()
+                && let Some(pid) = Pid::from_raw(child.id() as i32)
+            {
+                let _ = kill_process(pid, Signal::TERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_LIMIT;
+        for (_, child) in &mut self.children {
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for child in self.upstreams.iter_mut().chain([&mut self.host]) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop_all();
     }
 }
 
@@ -200,6 +253,50 @@ mod tests {
             .iter()
             .map(|c| json!({ "customer": pick(c, &["id", "name", "email"]), "products": products }))
             .collect()
+    }
+
+    /// A stack of stand-in children (`sleep`), named.
+    fn sleepers(children: &[(&str, &str)]) -> Stack {
+        let children = children
+            .iter()
+            .map(|(name, secs)| {
+                let child = Command::new("sleep").arg(secs).spawn().unwrap();
+                ((*name).to_owned(), child)
+            })
+            .collect();
+        Stack { children }
+    }
+
+    fn running(pid: u32) -> bool {
+        Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    }
+
+    #[test]
+    fn a_child_that_dies_is_named_and_the_others_are_stopped() {
+        let stack = sleepers(&[("the demo crm", "0.3"), ("switchyard", "60")]);
+        let host = stack.children[1].1.id();
+        let error = stack.supervise(&AtomicBool::new(false)).unwrap_err();
+        assert!(error.to_string().contains("the demo crm exited"), "{error}");
+        assert!(!running(host), "switchyard was stopped");
+    }
+
+    #[test]
+    fn a_stop_request_stops_every_child() {
+        let stack = sleepers(&[("the demo crm", "60"), ("switchyard", "60")]);
+        let pids: Vec<u32> = stack.children.iter().map(|(_, c)| c.id()).collect();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let asked = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            asked.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(stack.supervise(&stop).unwrap(), Ended::Stopped);
+        for pid in pids {
+            assert!(!running(pid), "child {pid} still runs");
+        }
     }
 
     #[test]
