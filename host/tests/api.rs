@@ -166,3 +166,50 @@ async fn plugins_lists_what_is_loaded_with_hash_and_counters() {
     assert_eq!(merge["events_applied"], 0);
     host.cleanup(&["merge"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_answers_at_once_while_a_plugin_loads() {
+    let host = TestHost::start(&["merge"]).await;
+    host.wait_healthy().await;
+    // Loading it takes the whole describe() deadline (1 s), then fails.
+    std::fs::copy(
+        common::plugin_file("slow-describe"),
+        host.plugin_dir().join("slow-describe.wasm"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut latencies = Vec::new();
+    let failed = loop {
+        let asked = std::time::Instant::now();
+        let (status, body) = host.get("/plugins").await;
+        latencies.push(asked.elapsed());
+        assert_eq!(status, 200, "{body}");
+        if let Some(failure) = body["failed"].as_array().and_then(|f| f.first()) {
+            break failure.clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the load never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("describe() failed")),
+        "{failed}"
+    );
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let max = *latencies.last().unwrap();
+    println!(
+        "GET /plugins while the load ran ({:?}): {} requests, p50 {:?}, p99 {p99:?}, max {max:?}",
+        started.elapsed(),
+        latencies.len(),
+        latencies[latencies.len() / 2]
+    );
+    assert!(latencies.len() >= 20, "answers came while the load ran");
+    // Waiting for the load would take the deadline: far over this.
+    assert!(max < std::time::Duration::from_millis(500), "max {max:?}");
+    host.cleanup(&["merge"]).await;
+}

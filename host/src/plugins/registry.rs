@@ -122,8 +122,12 @@ pub struct PluginRegistry {
     engine: PluginEngine,
     dir: PathBuf,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
-    /// Also serialises every load, replace and unload.
+    /// Also serialises every load, replace and unload (held while a file
+    /// compiles and its `describe()` runs).
     files: Mutex<BTreeMap<PathBuf, FileRecord>>,
+    /// A copy of `files` as the last load, replace or unload left it: what
+    /// `GET /plugins` reads, never waiting on a load in progress.
+    published: RwLock<BTreeMap<PathBuf, FileRecord>>,
     changes: watch::Sender<u64>,
 }
 
@@ -136,6 +140,7 @@ impl PluginRegistry {
             dir: dir.to_owned(),
             slots: RwLock::default(),
             files: Mutex::default(),
+            published: RwLock::default(),
             changes: watch::Sender::new(0),
         }
     }
@@ -209,6 +214,12 @@ impl PluginRegistry {
                 self.sync_locked(&mut files, &other, true);
             }
         }
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = files.clone();
+    }
+
+    /// The files as the last load, replace or unload left them.
+    fn published(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<PathBuf, FileRecord>> {
+        self.published.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Returns whether a plugin was unloaded.
@@ -372,7 +383,7 @@ impl PluginRegistry {
 
     /// Files that hold no running plugin because they failed to load.
     pub fn failures(&self) -> Vec<LoadFailure> {
-        self.files()
+        self.published()
             .values()
             .filter(|r| r.loaded.is_none())
             .filter_map(|r| r.failed.as_ref().map(|(_, f)| f.clone()))
@@ -381,7 +392,7 @@ impl PluginRegistry {
 
     /// Every loaded plugin's status, in name order.
     pub fn status(&self) -> Vec<PluginStatus> {
-        let files = self.files();
+        let files = self.published();
         self.all()
             .into_iter()
             .map(|slot| {
