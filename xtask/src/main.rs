@@ -355,7 +355,43 @@ fn test(args: &[String]) -> Result<()> {
         "xtask",
     ];
     cargo_args.extend(args.iter().map(String::as_str));
-    cargo(&cargo_args)
+    let python = test_python()?;
+    cargo_with(
+        &cargo_args,
+        &[("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy())],
+    )
+}
+
+/// The Python the tests run Prometheus's own parser in: a venv under
+/// `target/tools/test-py` with the pinned `prometheus-client`, made on
+/// first use.
+fn test_python() -> Result<std::path::PathBuf> {
+    const PINNED: &str = "prometheus-client==0.21.1";
+    let venv = root().join("target/tools/test-py");
+    let python = venv.join("bin/python");
+    let marker = venv.join(PINNED);
+    if marker.exists() {
+        return Ok(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .context("running python3 -m venv: install Python 3 (Debian: apt-get install python3 python3-venv)")?;
+    if !made.success() {
+        bail!(
+            "python3 -m venv failed: install the venv module (Debian: apt-get install python3-venv)"
+        );
+    }
+    let installed = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", PINNED])
+        .status()
+        .context("running pip")?;
+    if !installed.success() {
+        bail!("pip install {PINNED} failed (is PyPI reachable?)");
+    }
+    std::fs::write(&marker, "")?;
+    Ok(python)
 }
 
 /// What `cargo xtask bench` runs: the benchmarks, and the store of the
