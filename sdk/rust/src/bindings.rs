@@ -15,6 +15,8 @@ pub mod transformer {
         world: "transformer",
         pub_export_macro: true,
         default_bindings_module: "switchyard_plugin::__bindings::transformer",
+        // So that plugins' native tests can compare actions and errors.
+        additional_derives: [PartialEq, Eq],
         export_macro_name: "export",
     });
 }

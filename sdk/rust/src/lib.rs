@@ -55,6 +55,9 @@ pub use __bindings::producer::switchyard::plugin::types::{ProducedEvent, Produce
 #[cfg(feature = "producer")]
 pub use producer::Producer;
 
+#[cfg(all(test, feature = "transformer"))]
+mod tests;
+
 /// Writes `value` as JSON text; what it is, `what`, names it in the panic.
 fn to_json<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> String {
     match serde_json::to_string(value) {

@@ -92,3 +92,21 @@ impl ProducerInfo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ProducedEvent, ProducerInfo};
+
+    #[test]
+    fn events_and_descriptions_are_what_was_given() {
+        let event = ProducedEvent::json("crm:c1:2", "customer.updated", &[("id", "c1")]);
+        assert_eq!(event.id, "crm:c1:2");
+        assert_eq!(event.routing_key, "customer.updated");
+        assert_eq!(event.body, r#"[["id","c1"]]"#);
+        let info = ProducerInfo::new("crm-producer", "1.0", 5_000);
+        assert_eq!(
+            (info.name.as_str(), info.poll_interval_ms),
+            ("crm-producer", 5_000)
+        );
+    }
+}
