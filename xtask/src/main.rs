@@ -367,6 +367,8 @@ fn test(args: &[String]) -> Result<()> {
         "-p",
         "switchyard-instant",
         "-p",
+        "switchyard-plugin",
+        "-p",
         "xtask",
     ];
     cargo_args.extend(args.iter().map(String::as_str));
@@ -467,16 +469,20 @@ fn lint() -> Result<()> {
         "switchyard-feed",
         "-p",
         "switchyard-instant",
+        "-p",
+        "switchyard-plugin",
         "--all-targets",
         "--",
         "-D",
         "warnings",
     ])?;
     let mut args = vec!["clippy", "--target", WASM_TARGET, "--profile", "plugin"];
+    // The SDK with both worlds (the producers enable the second one).
     let packages: Vec<String> = SHIPPED
         .iter()
         .chain(FIXTURES)
         .map(|name| format!("switchyard-{name}"))
+        .chain(["switchyard-plugin".to_owned()])
         .collect();
     for p in &packages {
         args.extend(["-p", p.as_str()]);
