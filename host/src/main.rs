@@ -97,6 +97,22 @@ enum PluginCommand {
         /// The plugin file.
         file: PathBuf,
     },
+    /// Run a transcript of events through a plugin file, offline (a scratch
+    /// store, no broker), and print what became of each as a JSON line;
+    /// with expectations, a diff and a non-zero exit on a mismatch.
+    Test {
+        /// The plugin file (.wasm).
+        plugin: PathBuf,
+        /// The events, one JSON object per line (as `plugin record` writes
+        /// them); lines may carry their expected output under `expect`.
+        events: PathBuf,
+        /// The expected output lines, one per event (overrides `expect`).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// The store to start from: `{"state": {...}, "documents": {...}}`.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +156,12 @@ async fn dispatch(command: Command) -> Result<()> {
             }
         }
         Command::Plugin(PluginCommand::Check { file }) => check_plugin(&file),
+        Command::Plugin(PluginCommand::Test {
+            plugin,
+            events,
+            expect,
+            state,
+        }) => test_plugin(plugin, events, expect, state).await,
         Command::Dlq(DlqCommand::List {
             plugin,
             limit,
@@ -249,6 +271,36 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down: finishing the batches in flight");
     shutdown.cancel();
+}
+
+/// `switchyard plugin test`: outputs on stdout, diffs and the summary on
+/// stderr, an error when an expectation is not met.
+async fn test_plugin(
+    plugin: PathBuf,
+    events: PathBuf,
+    expect: Option<PathBuf>,
+    state: Option<PathBuf>,
+) -> Result<()> {
+    use switchyard::authoring::test_run;
+    let report = tokio::task::spawn_blocking(move || {
+        test_run::test_files(&plugin, &events, expect.as_deref(), state.as_deref())
+    })
+    .await??;
+    for output in &report.outputs {
+        println!("{}", serde_json::to_string(output)?);
+    }
+    for mismatch in &report.mismatches {
+        eprint!("{mismatch}");
+    }
+    eprintln!("{}", report.summary());
+    if !report.mismatches.is_empty() {
+        anyhow::bail!(
+            "{} of {} events do not match their expectation",
+            report.mismatches.len(),
+            report.expected
+        );
+    }
+    Ok(())
 }
 
 fn check_plugin(file: &std::path::Path) -> Result<()> {
