@@ -113,6 +113,23 @@ enum PluginCommand {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Copy live events that a plugin subscribes to off the broker, as
+    /// lines `plugin test` reads (on stdout). A temporary queue of its own
+    /// gets a copy of each: nothing is taken from the plugin's queue.
+    Record {
+        /// The plugin file (.wasm): its `describe()` names the binding keys.
+        plugin: PathBuf,
+        /// How many events to record.
+        #[arg(long)]
+        count: usize,
+        /// The longest to wait for them, in seconds; fewer is an error
+        /// (those recorded are written).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Where the broker is and what the exchange is (as for `run`).
+        #[command(flatten)]
+        config: Box<Config>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -162,6 +179,21 @@ async fn dispatch(command: Command) -> Result<()> {
             expect,
             state,
         }) => test_plugin(plugin, events, expect, state).await,
+        Command::Plugin(PluginCommand::Record {
+            plugin,
+            count,
+            timeout,
+            config,
+        }) => {
+            use switchyard::authoring::record::{Recording, record};
+            let recording = Recording {
+                count,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let recorded = record(&config, &plugin, &recording, &mut std::io::stdout()).await?;
+            eprintln!("recorded {recorded} events");
+            Ok(())
+        }
         Command::Dlq(DlqCommand::List {
             plugin,
             limit,

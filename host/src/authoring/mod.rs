@@ -5,5 +5,7 @@
 //! Everything here runs a plugin through the same engine and batch core as
 //! the host; nothing here is used by a running host.
 
+pub mod record;
+pub mod scratch;
 pub mod test_run;
 pub mod transcript;

@@ -7,19 +7,18 @@
 //! Deterministic: `received-at-ms` comes from the transcript, and the
 //! scratch store starts empty or from `--state`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
-use sha2::Digest;
 
+use super::scratch::Scratch;
 use super::transcript::{self, InputLine, Mismatch, OutputLine, StartState, Verdict};
 use crate::Config;
 use crate::batch::{self, ActionTrace, Outcome};
 use crate::plugins::bindings::Action;
-use crate::plugins::{LoadedPlugin, PluginEngine, PluginSlot};
+use crate::plugins::{LoadedPlugin, PluginSlot};
 use crate::store::{BatchCommit, DocumentWrite, Store};
 
 /// What a run gave: one output per event, and where they differ from
@@ -139,20 +138,9 @@ pub fn run(
     inputs: &[InputLine],
     start: Option<&StartState>,
 ) -> Result<Vec<OutputLine>> {
-    let scratch = Scratch::new()?;
-    let db = Store::sqlite(&scratch.0).context("opening the scratch store")?;
     let config = Config::defaults();
-    let engine = PluginEngine::new(
-        db.clone(),
-        config.plugin_timeout(),
-        config.plugin_memory_mib << 20,
-        None,
-        Default::default(),
-    )?;
-    let sha256 = hex::encode(sha2::Sha256::digest(wasm));
-    let version = engine
-        .load(path, wasm, &sha256)
-        .with_context(|| format!("loading plugin {}", path.display()))?;
+    let (version, scratch) = Scratch::load(path, wasm, &config)?;
+    let db = &scratch.db;
     if version.is_producer() {
         bail!(
             "{} is a producer: `plugin test` runs events through transformers",
@@ -160,13 +148,13 @@ pub fn run(
         );
     }
     if let Some(start) = start {
-        seed(&db, &version, start)?;
+        seed(db, &version, start)?;
     }
     let slot = PluginSlot::new(version);
     let version = slot.current();
     let mut outputs = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
-        let output = run_one(&slot, &version, &db, &config, input, i + 1)?;
+        let output = run_one(&slot, &version, db, &config, input, i + 1)?;
         outputs.push(output);
     }
     Ok(outputs)
@@ -287,28 +275,4 @@ fn seed(db: &Store, version: &LoadedPlugin, start: &StartState) -> Result<()> {
         })
         .context("writing the starting store")?;
     Ok(())
-}
-
-/// A scratch folder for the store, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Self> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "switchyard-plugin-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating the scratch folder {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
