@@ -130,6 +130,13 @@ enum PluginCommand {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Build the plugin project in a folder (Rust, Python or JavaScript)
+    /// into one component, `<DIR>/<name>.wasm`, and print its path.
+    Build {
+        /// The project's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -192,6 +199,13 @@ async fn dispatch(command: Command) -> Result<()> {
             };
             let recorded = record(&config, &plugin, &recording, &mut std::io::stdout()).await?;
             eprintln!("recorded {recorded} events");
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Build { dir }) => {
+            let built =
+                tokio::task::spawn_blocking(move || switchyard::authoring::build::build(&dir))
+                    .await??;
+            println!("{}", built.display());
             Ok(())
         }
         Command::Dlq(DlqCommand::List {
