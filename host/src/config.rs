@@ -193,6 +193,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Longest an HTTP request may take, in seconds, before it is answered
+    /// 503 (a view of a slow plugin, a broker that does not answer a
+    /// dead-letter listing).
+    #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+
     /// Bearer token the write and admin routes require (`Authorization:
     /// Bearer <token>`); absent or empty leaves them open to anyone who can
     /// reach the port. Never logged nor shown by `--help` or `Debug`.
@@ -379,7 +385,7 @@ impl Config {
     }
 
     /// Parses `switchyard run`'s flags (and the environment), as `main` does.
-    fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
+    pub(crate) fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Only {

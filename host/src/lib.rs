@@ -157,6 +157,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         registry: Arc::clone(&registry),
         broker: Arc::clone(&broker),
         writes_in_flight: Default::default(),
+        admin_broker: Default::default(),
         bus: bus.clone(),
     });
     let http_stop = shutdown.clone();
