@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -145,6 +145,16 @@ pub fn process_traced(
             other => break other?,
         }
     };
+    let counters = &slot.counters;
+    counters.received.fetch_add(admitted.len() as u64, Relaxed);
+    counters.timings.batch_size.observe(admitted.len() as f64);
+    counters.rejected.fetch_add(
+        processed.count(|o| matches!(o, Outcome::DeadLetter(_))),
+        Relaxed,
+    );
+    counters
+        .retried
+        .fetch_add(processed.count(|o| matches!(o, Outcome::Retry(_))), Relaxed);
     slot.counters
         .applied
         .fetch_add(processed.count(|o| *o == Outcome::Applied), Relaxed);
@@ -239,7 +249,19 @@ fn apply(
     let mut outcomes = Vec::with_capacity(fresh.len());
     for (_, incoming) in fresh {
         let instance = txn.instance();
-        let outcome = match instance.handle(&incoming.event) {
+        let called = Instant::now();
+        let handled = instance.handle(&incoming.event);
+        slot.counters
+            .timings
+            .call_seconds
+            .observe_duration(called.elapsed());
+        if matches!(
+            handled,
+            Err(CallError::Trap(_) | CallError::Timeout | CallError::MemoryLimit)
+        ) {
+            slot.counters.restarts.fetch_add(1, Relaxed);
+        }
+        let outcome = match handled {
             Ok(actions) => {
                 if let Some(trace) = trace.as_deref_mut() {
                     trace.push((incoming.event.id.clone(), actions.clone()));
@@ -269,7 +291,12 @@ fn apply(
     if commit.applied_event_ids.is_empty() {
         return Ok((outcomes, Vec::new()));
     }
+    let committing = Instant::now();
     let outbox = txn.commit(db, commit)?;
+    slot.counters
+        .timings
+        .commit_seconds
+        .observe_duration(committing.elapsed());
     slot.counters.commits.fetch_add(1, Relaxed);
     Ok((outcomes, outbox))
 }

@@ -30,6 +30,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod embedded;
 pub mod headers;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod producers;
@@ -158,6 +159,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         broker: Arc::clone(&broker),
         writes_in_flight: Default::default(),
         admin_broker: Default::default(),
+        http_metrics: Default::default(),
         bus: bus.clone(),
     });
     let http_stop = shutdown.clone();

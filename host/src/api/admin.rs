@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, PageParams, blocking};
@@ -28,6 +30,28 @@ pub(super) async fn plugins(State(s): State<AppState>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "plugins": plugins, "failed": s.registry.failures() }))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(super) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let store_file = match s.config.store_location() {
+        Ok(crate::store::Location::Sqlite(dir)) => Some(dir.join(crate::store::sqlite::FILE)),
+        _ => None,
+    };
+    let page = crate::metrics::render(&crate::metrics::Sources {
+        registry: &s.registry,
+        broker: &s.broker,
+        store_health: &s.store_health,
+        store_file,
+        http: &s.http_metrics,
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            crate::metrics::exposition::CONTENT_TYPE,
+        )],
+        page,
+    )
 }
 
 /// The hosts sharing the store: which are alive, what each runs.

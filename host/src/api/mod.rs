@@ -67,6 +67,8 @@ pub struct AppState {
     pub broker: Arc<BrokerStatus>,
     /// Idempotency keys of the API writes in progress.
     pub writes_in_flight: Arc<InFlight>,
+    /// HTTP requests counted for `/metrics`.
+    pub http_metrics: Arc<crate::metrics::HttpMetrics>,
     /// The broker connection of the dead-letter routes.
     pub admin_broker: Arc<AdminConnection>,
     /// The embedded bus, when there is no broker.
@@ -99,6 +101,10 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(state.config.request_timeout_secs),
             time_limit,
         ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.http_metrics),
+            crate::metrics::count_requests,
+        ))
         .with_state(state)
 }
 
@@ -126,6 +132,7 @@ fn read_routes() -> Router<AppState> {
         .route("/plugins/{name}/versions", get(plugin_versions))
         .route("/plugins/{name}/dlq", get(list_dead_letters))
         .route("/cluster", get(cluster))
+        .route("/metrics", get(admin::metrics))
 }
 
 /// The routes that change something, and admin routes: every one added here

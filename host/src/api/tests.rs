@@ -40,6 +40,7 @@ async fn app(args: &[&str]) -> (axum::Router, tempfile::TempDir) {
         broker: Arc::new(BrokerStatus::default()),
         writes_in_flight: Default::default(),
         admin_broker: Default::default(),
+        http_metrics: Default::default(),
         bus: None,
     };
     (router(state), dir)

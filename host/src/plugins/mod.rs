@@ -257,7 +257,15 @@ fn validate_name(name: &str) -> Result<()> {
 /// What a plugin has done since the host started, across its versions.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Events handed to the batch core, redeliveries included.
+    pub received: AtomicU64,
     pub applied: AtomicU64,
+    /// Events judged bad by the batch core (host checks, reject, trap).
+    pub rejected: AtomicU64,
+    /// Events the plugin failed transiently, each attempt.
+    pub retried: AtomicU64,
+    /// Instances replaced after a trap, a timeout or the memory cap.
+    pub restarts: AtomicU64,
     /// Events skipped because the plugin had applied their id before.
     pub duplicates: AtomicU64,
     pub dead_lettered: AtomicU64,
@@ -270,6 +278,7 @@ pub struct Counters {
     pub polls: AtomicU64,
     pub failed_polls: AtomicU64,
     pub published: AtomicU64,
+    pub timings: crate::metrics::PluginTimings,
 }
 
 /// One version of a plugin, ready to run: a compiled component, its
