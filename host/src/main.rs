@@ -130,6 +130,23 @@ enum PluginCommand {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Write a new plugin project, `<name>/`, that builds at once: its
+    /// source, a transcript to test it with, and the guest SDK and WIT
+    /// this binary carries.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: switchyard::authoring::scaffold::Language,
+        /// A producer (polls an upstream, publishes events) instead of a
+        /// transformer.
+        #[arg(long)]
+        producer: bool,
+        /// The folder to make `<name>/` in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Build the plugin project in a folder (Rust, Python or JavaScript)
     /// into one component, `<DIR>/<name>.wasm`, and print its path.
     Build {
@@ -199,6 +216,27 @@ async fn dispatch(command: Command) -> Result<()> {
             };
             let recorded = record(&config, &plugin, &recording, &mut std::io::stdout()).await?;
             eprintln!("recorded {recorded} events");
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            producer,
+            dir,
+        }) => {
+            use switchyard::authoring::scaffold::{NewPlugin, create};
+            let plugin = NewPlugin {
+                name,
+                language: lang,
+                producer,
+            };
+            let made = create(&dir, &plugin)?;
+            println!("{}", made.display());
+            let wasm = format!("{}.wasm", plugin.name);
+            eprintln!("next: cd {} && switchyard plugin build", made.display());
+            if !producer {
+                eprintln!("then: switchyard plugin test {wasm} events.jsonl");
+            }
             Ok(())
         }
         Command::Plugin(PluginCommand::Build { dir }) => {

@@ -8,7 +8,9 @@
 //! the host; nothing here is used by a running host.
 
 pub mod build;
+pub mod bundle;
 pub mod record;
+pub mod scaffold;
 pub mod scratch;
 pub mod test_run;
 pub mod transcript;
