@@ -16,11 +16,13 @@
 //!   and queue bindings, on SQLite (embedded) or PostgreSQL (shared);
 //! - [`api`], the axum routes;
 //! - [`topic`], AMQP topic matching for events that bypass the broker;
-//! - [`telemetry`], logging setup.
+//! - [`telemetry`], logging setup;
+//! - [`authoring`], the plugin author's tools (`switchyard plugin test|record|build|new`).
 //!
 //! [`start`] wires them together; `main.rs` only parses the command line.
 
 pub mod api;
+pub mod authoring;
 pub mod batch;
 pub mod broker;
 pub mod cluster;

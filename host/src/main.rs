@@ -97,6 +97,63 @@ enum PluginCommand {
         /// The plugin file.
         file: PathBuf,
     },
+    /// Run a transcript of events through a plugin file, offline (a scratch
+    /// store, no broker), and print what became of each as a JSON line;
+    /// with expectations, a diff and a non-zero exit on a mismatch.
+    Test {
+        /// The plugin file (.wasm).
+        plugin: PathBuf,
+        /// The events, one JSON object per line (as `plugin record` writes
+        /// them); lines may carry their expected output under `expect`.
+        events: PathBuf,
+        /// The expected output lines, one per event (overrides `expect`).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// The store to start from: `{"state": {...}, "documents": {...}}`.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Copy live events that a plugin subscribes to off the broker, as
+    /// lines `plugin test` reads (on stdout). A temporary queue of its own
+    /// gets a copy of each: nothing is taken from the plugin's queue.
+    Record {
+        /// The plugin file (.wasm): its `describe()` names the binding keys.
+        plugin: PathBuf,
+        /// How many events to record.
+        #[arg(long)]
+        count: usize,
+        /// The longest to wait for them, in seconds; fewer is an error
+        /// (those recorded are written).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Where the broker is and what the exchange is (as for `run`).
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+    /// Write a new plugin project, `<name>/`, that builds at once: its
+    /// source, a transcript to test it with, and the guest SDK and WIT
+    /// this binary carries.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: switchyard::authoring::scaffold::Language,
+        /// A producer (polls an upstream, publishes events) instead of a
+        /// transformer.
+        #[arg(long)]
+        producer: bool,
+        /// The folder to make `<name>/` in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build the plugin project in a folder (Rust, Python or JavaScript)
+    /// into one component, `<DIR>/<name>.wasm`, and print its path.
+    Build {
+        /// The project's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +197,55 @@ async fn dispatch(command: Command) -> Result<()> {
             }
         }
         Command::Plugin(PluginCommand::Check { file }) => check_plugin(&file),
+        Command::Plugin(PluginCommand::Test {
+            plugin,
+            events,
+            expect,
+            state,
+        }) => test_plugin(plugin, events, expect, state).await,
+        Command::Plugin(PluginCommand::Record {
+            plugin,
+            count,
+            timeout,
+            config,
+        }) => {
+            use switchyard::authoring::record::{Recording, record};
+            let recording = Recording {
+                count,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let recorded = record(&config, &plugin, &recording, &mut std::io::stdout()).await?;
+            eprintln!("recorded {recorded} events");
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            producer,
+            dir,
+        }) => {
+            use switchyard::authoring::scaffold::{NewPlugin, create};
+            let plugin = NewPlugin {
+                name,
+                language: lang,
+                producer,
+            };
+            let made = create(&dir, &plugin)?;
+            println!("{}", made.display());
+            let wasm = format!("{}.wasm", plugin.name);
+            eprintln!("next: cd {} && switchyard plugin build", made.display());
+            if !producer {
+                eprintln!("then: switchyard plugin test {wasm} events.jsonl");
+            }
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Build { dir }) => {
+            let built =
+                tokio::task::spawn_blocking(move || switchyard::authoring::build::build(&dir))
+                    .await??;
+            println!("{}", built.display());
+            Ok(())
+        }
         Command::Dlq(DlqCommand::List {
             plugin,
             limit,
@@ -249,6 +355,36 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down: finishing the batches in flight");
     shutdown.cancel();
+}
+
+/// `switchyard plugin test`: outputs on stdout, diffs and the summary on
+/// stderr, an error when an expectation is not met.
+async fn test_plugin(
+    plugin: PathBuf,
+    events: PathBuf,
+    expect: Option<PathBuf>,
+    state: Option<PathBuf>,
+) -> Result<()> {
+    use switchyard::authoring::test_run;
+    let report = tokio::task::spawn_blocking(move || {
+        test_run::test_files(&plugin, &events, expect.as_deref(), state.as_deref())
+    })
+    .await??;
+    for output in &report.outputs {
+        println!("{}", serde_json::to_string(output)?);
+    }
+    for mismatch in &report.mismatches {
+        eprint!("{mismatch}");
+    }
+    eprintln!("{}", report.summary());
+    if !report.mismatches.is_empty() {
+        anyhow::bail!(
+            "{} of {} events do not match their expectation",
+            report.mismatches.len(),
+            report.expected
+        );
+    }
+    Ok(())
 }
 
 fn check_plugin(file: &std::path::Path) -> Result<()> {
