@@ -25,7 +25,13 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins copied into `plugins/` for users.
 const SHIPPED: &[&str] = &["merge", "crm-producer", "inventory-producer"];
 /// Plugins only the tests load.
-const FIXTURES: &[&str] = &["counter", "relay", "not-a-transformer", "slow-describe"];
+const FIXTURES: &[&str] = &[
+    "counter",
+    "relay",
+    "not-a-transformer",
+    "slow-describe",
+    "nosy",
+];
 /// Second builds of plugins (with their `test-variant` feature) that the
 /// hot-reload tests swap in: `target/test-plugins/<name>-variant.wasm`.
 const VARIANTS: &[&str] = &["merge", "relay", "counter", "crm-producer"];
