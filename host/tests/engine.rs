@@ -168,6 +168,7 @@ fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
 fn a_guest_that_reaches_for_env_files_and_sockets_finds_nothing_and_the_host_is_fine() {
     let dir = tempfile::tempdir().unwrap();
     // A grant to a transformer is ignored: transformers have no network.
+    // Its world imports wasi:http besides the transformer's: it still loads.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -200,6 +201,11 @@ fn a_guest_that_reaches_for_env_files_and_sockets_finds_nothing_and_the_host_is_
     ] {
         assert_ne!(found(refused), "ok", "{refused} must be refused");
     }
+    assert!(
+        found("http").contains("HttpRequestDenied"),
+        "wasi:http refuses a transformer, granted or not: {}\n{log}",
+        found("http")
+    );
     assert_eq!(found("clock"), "ok", "clocks work");
     assert!(found("random").parse::<u64>().is_ok());
     assert!(
@@ -243,4 +249,39 @@ fn a_guest_that_floods_stdout_without_newlines_costs_a_bounded_log() {
     let short: Vec<&str> = log.lines().filter(|l| l.contains("short line ")).collect();
     assert_eq!(short.len(), 100);
     assert!(short[99].contains("short line 99"));
+}
+
+#[test]
+fn check_reports_each_wasi_import_with_what_the_world_gets_and_the_memory_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 5_000, 64, &["nosy.memory-mib=96"]);
+    let nosy = load(&engine, "nosy").unwrap();
+    let report = switchyard::plugins::check::report(&nosy, engine.memory_cap("nosy").1);
+    let line = |prefix: &str| {
+        report
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{report}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("world:"), "world: transformer");
+    assert!(
+        line("memory cap:")
+            .starts_with("memory cap: 96 MiB (from --plugin-setting nosy.memory-mib")
+    );
+    assert!(line("wasi:sockets/tcp@").ends_with("denied (transformers have no network)"));
+    assert!(line("wasi:http/outgoing-handler@").ends_with("denied (transformers have no network)"));
+    assert!(line("wasi:filesystem/preopens@").ends_with("empty (no folders)"));
+    assert!(line("wasi:cli/stdout@").ends_with("allowed (to the plugin's log)"));
+    assert!(line("wasi:clocks/wall-clock@").ends_with("allowed"));
+    // Sorted, so the output is stable from build to build.
+    let wasi: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("  wasi:"))
+        .collect();
+    let mut sorted = wasi.clone();
+    sorted.sort();
+    assert_eq!(wasi, sorted);
 }

@@ -6,7 +6,10 @@
 //! and arguments, lists `/` and `.`, reads `/etc/hostname`, writes a file,
 //! opens a TCP connection and a UDP socket to the address in the body's
 //! `"connect"` field (default `127.0.0.1:5672`), looks up `localhost`, reads
-//! the clock and hashes with a random seed; then upserts `nosy/<event id>`
+//! the clock, hashes with a random seed and sends an HTTP GET to the same
+//! address through `wasi:http` (its world is the transformer's plus
+//! `wasi:http/outgoing-handler`, as a JavaScript runtime with `fetch()`
+//! would import); then upserts `nosy/<event id>`
 //! with each outcome (`"ok"` or the error). It writes one line to stdout
 //! and one to stderr; a body field `"flood"` (a decimal string, a number of
 //! KiB) also writes that much to stdout without a newline, then 100 short
@@ -16,8 +19,9 @@
 #![allow(unsafe_code)]
 
 wit_bindgen::generate!({
-    path: "../../wit",
-    world: "transformer",
+    path: ["../../wit", "wit"],
+    world: "test:nosy/nosy",
+    generate_all,
 });
 
 use std::hash::{BuildHasher, Hasher};
@@ -89,6 +93,7 @@ impl Guest for Nosy {
                 outcome(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)),
             ),
             ("random", hasher.finish().to_string()),
+            ("http", http_get(&target)),
         ];
         let json = findings
             .iter()
@@ -108,6 +113,29 @@ impl Guest for Nosy {
 }
 
 export!(Nosy);
+
+/// `"ok"` (any answer) or why there was none.
+fn http_get(authority: &str) -> String {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    if request.set_scheme(Some(&Scheme::Http)).is_err()
+        || request.set_authority(Some(authority)).is_err()
+        || request.set_path_with_query(Some("/")).is_err()
+    {
+        return "bad request".to_owned();
+    }
+    let pending = match outgoing_handler::handle(request, None) {
+        Ok(pending) => pending,
+        Err(code) => return format!("{code:?}"),
+    };
+    pending.subscribe().block();
+    match pending.get() {
+        Some(Ok(Ok(_))) => "ok".to_owned(),
+        Some(Ok(Err(code))) => format!("{code:?}"),
+        Some(Err(())) | None => "no response".to_owned(),
+    }
+}
 
 /// `"ok"` or the error's text.
 fn outcome<T, E: std::fmt::Display>(result: Result<T, E>) -> String {
