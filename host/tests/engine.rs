@@ -285,3 +285,15 @@ fn check_reports_each_wasi_import_with_what_the_world_gets_and_the_memory_cap() 
     sorted.sort();
     assert_eq!(wasi, sorted);
 }
+
+#[test]
+fn a_transformer_that_imports_a_producers_publish_is_refused_naming_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), 1000, 64, &[]);
+    let error = format!("{:#}", load(&engine, "sneaky").unwrap_err());
+    assert!(
+        error.contains("a transformer imports what the host does not offer it")
+            && error.contains("switchyard:plugin/publish"),
+        "{error}"
+    );
+}

@@ -31,6 +31,7 @@ const FIXTURES: &[&str] = &[
     "not-a-transformer",
     "slow-describe",
     "nosy",
+    "sneaky",
 ];
 /// Second builds of plugins (with their `test-variant` feature) that the
 /// hot-reload tests swap in: `target/test-plugins/<name>-variant.wasm`.
