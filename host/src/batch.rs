@@ -257,7 +257,7 @@ fn apply(
             .observe_duration(called.elapsed());
         if matches!(
             handled,
-            Err(CallError::Trap(_) | CallError::Timeout | CallError::MemoryLimit)
+            Err(CallError::Trap(_) | CallError::Timeout | CallError::MemoryLimit(_))
         ) {
             slot.counters.restarts.fetch_add(1, Relaxed);
         }

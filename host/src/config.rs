@@ -141,8 +141,10 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_PLUGIN_TIMEOUT_MS", default_value_t = 1000)]
     pub plugin_timeout_ms: u64,
 
-    /// Mebibytes of linear memory one plugin instance may grow to; past
-    /// that its allocation fails and the event is dead-lettered.
+    /// Mebibytes of linear memory one plugin instance may grow to, all its
+    /// memories together; past that the call fails and the event is
+    /// dead-lettered. `--plugin-setting <plugin>.memory-mib=N` sets one
+    /// plugin's cap.
     #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
 

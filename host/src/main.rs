@@ -6,11 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
 use switchyard::config::StoreUrl;
-use switchyard::plugins::PluginEngine;
 use switchyard::store::{Location, Store};
 use switchyard::{Config, dead_letters};
 
@@ -92,10 +90,28 @@ enum DlqCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Load a .wasm file as the host would and print what it declares.
+    /// Load a .wasm file as the host would and print what it declares, the
+    /// memory cap that applies and what the host gives each WASI import.
     Check {
         /// The plugin file.
         file: PathBuf,
+        /// The default memory cap, in MiB (as for `run`).
+        #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MIB", default_value_t = 64)]
+        plugin_memory_mib: usize,
+        /// Plugin settings, as for `run` (`<plugin>.memory-mib=N` sets its cap).
+        #[arg(
+            long = "plugin-setting",
+            env = "SWITCHYARD_PLUGIN_SETTINGS",
+            value_delimiter = ','
+        )]
+        plugin_settings: Vec<String>,
+    },
+    /// Write the WIT package (with its WASI deps) this host was built with,
+    /// to build plugins against.
+    Wit {
+        /// Where to write it.
+        #[arg(default_value = "wit")]
+        dir: PathBuf,
     },
     /// Run a transcript of events through a plugin file, offline (a scratch
     /// store, no broker), and print what became of each as a JSON line;
@@ -196,7 +212,20 @@ async fn dispatch(command: Command) -> Result<()> {
                 ),
             }
         }
-        Command::Plugin(PluginCommand::Check { file }) => check_plugin(&file),
+        Command::Plugin(PluginCommand::Check {
+            file,
+            plugin_memory_mib,
+            plugin_settings,
+        }) => {
+            let config = switchyard::plugins::check::CheckConfig {
+                timeout: Config::defaults().plugin_timeout(),
+                memory_mib: plugin_memory_mib,
+                plugin_settings,
+            };
+            print!("{}", switchyard::plugins::check::check(&file, &config)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Wit { dir }) => write_wit(&dir),
         Command::Plugin(PluginCommand::Test {
             plugin,
             events,
@@ -387,35 +416,19 @@ async fn test_plugin(
     Ok(())
 }
 
-fn check_plugin(file: &std::path::Path) -> Result<()> {
-    let scratch = std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
-    let db = Store::sqlite(&scratch)?;
-    let config = Config::defaults();
-    let engine = PluginEngine::new(
-        db,
-        config.plugin_timeout(),
-        config.plugin_memory_mib << 20,
-        None,
-        Default::default(),
-    )?;
-    let loaded = std::fs::read(file)
-        .context("reading the file")
-        .and_then(|wasm| {
-            let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
-            engine.load(file, &wasm, &sha256)
-        })
-        .with_context(|| format!("loading plugin {}", file.display()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let plugin = loaded?;
-    println!("name:          {}", plugin.name);
-    println!("version:       {}", plugin.info.version);
-    println!("world:         {}", plugin.world);
-    println!("sha256:        {}", plugin.sha256);
-    if let Some(interval) = plugin.poll_interval() {
-        println!("polls every:   {} ms", interval.as_millis());
-    } else {
-        println!("subscriptions: {}", plugin.info.subscriptions.join(", "));
+/// `switchyard plugin wit`: the WIT package into `dir`.
+fn write_wit(dir: &std::path::Path) -> Result<()> {
+    let written = switchyard::plugins::contract::write_wit(dir)?;
+    println!(
+        "wrote {} files of the plugin contract to {}",
+        written.files.len(),
+        dir.display()
+    );
+    for file in written.foreign {
+        println!(
+            "note: {} is not part of this host's package (remove it if an older version left it)",
+            dir.join(file).display()
+        );
     }
-    println!("views:         {}", plugin.info.views.join(", "));
     Ok(())
 }

@@ -28,7 +28,14 @@ const SHIPPED: &[&str] = &["merge", "crm-producer", "inventory-producer"];
 /// [`build_plugins`]).
 const PRODUCERS: &[&str] = &["crm-producer", "inventory-producer"];
 /// Plugins only the tests load.
-const FIXTURES: &[&str] = &["counter", "relay", "not-a-transformer", "slow-describe"];
+const FIXTURES: &[&str] = &[
+    "counter",
+    "relay",
+    "not-a-transformer",
+    "slow-describe",
+    "nosy",
+    "sneaky",
+];
 /// Second builds of plugins (with their `test-variant` feature) that the
 /// hot-reload tests swap in: `target/test-plugins/<name>-variant.wasm`.
 const VARIANTS: &[&str] = &["merge", "relay", "counter", "crm-producer"];
