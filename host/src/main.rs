@@ -115,7 +115,9 @@ enum PluginCommand {
     },
     /// Run a transcript of events through a plugin file, offline (a scratch
     /// store, no broker), and print what became of each as a JSON line;
-    /// with expectations, a diff and a non-zero exit on a mismatch.
+    /// with expectations, a diff and a non-zero exit on a mismatch. The
+    /// plugin's deadline and memory cap are those of `run`
+    /// (SWITCHYARD_PLUGIN_TIMEOUT_MS, SWITCHYARD_PLUGIN_MEMORY_MIB).
     Test {
         /// The plugin file (.wasm).
         plugin: PathBuf,

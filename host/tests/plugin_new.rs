@@ -41,9 +41,10 @@ fn new_and_build(parent: &Path, name: &str, extra: &[&str]) -> PathBuf {
     args.extend(extra);
     let made = ok(&switchyard(parent, &args), "plugin new");
     let project = PathBuf::from(made.trim());
-    assert_eq!(project, parent.join(name));
+    assert_eq!(project, parent.canonicalize().unwrap().join(name));
     let built = ok(&switchyard(&project, &["plugin", "build"]), "plugin build");
-    let wasm = project.join(built.trim());
+    let wasm = PathBuf::from(built.trim());
+    assert_eq!(wasm.parent(), Some(project.as_path()));
     assert_eq!(wasm.file_name().unwrap(), format!("{name}.wasm").as_str());
     let wasms: Vec<_> = std::fs::read_dir(&project)
         .unwrap()
@@ -69,9 +70,21 @@ async fn a_new_rust_transformer_builds_passes_its_transcript_and_loads_into_a_ho
 
     // A host running it applies a live event.
     let host = common::TestHost::start(&[]).await;
-    std::fs::copy(&wasm, host.plugin_dir().join("demo.wasm")).unwrap();
+    // Dropped in as an operator would: whole, by a rename.
+    let partial = host.plugin_dir().join("demo.partial");
+    std::fs::copy(&wasm, &partial).unwrap();
+    std::fs::rename(&partial, host.plugin_dir().join("demo.wasm")).unwrap();
     common::eventually("demo to load", Duration::from_secs(60), || async {
-        host.plugin("demo").await.get("name").is_some()
+        let (_, plugins) = host.get("/plugins").await;
+        plugins["plugins"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "demo"))
+    })
+    .await;
+    // Its queue is bound before it is consumed: publish once it is.
+    let queue = host.config.queue_name("demo");
+    common::eventually("demo's consumer", Duration::from_secs(60), || {
+        consumers_of(&queue)
     })
     .await;
     let broker = common::TestBroker::connect(&host.config).await;
@@ -90,6 +103,27 @@ async fn a_new_rust_transformer_builds_passes_its_transcript_and_loads_into_a_ho
     .await;
     broker.close().await;
     host.cleanup(&["demo"]).await;
+}
+
+/// Whether `queue` exists and has a consumer (on a connection of its own:
+/// a passive declare of a missing queue closes the channel).
+async fn consumers_of(queue: &str) -> bool {
+    let connection = lapin::Connection::connect(&common::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await;
+    let _ = connection.close(200, "done".into()).await;
+    declared.is_ok_and(|q| q.consumer_count() > 0)
 }
 
 #[test]

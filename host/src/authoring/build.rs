@@ -59,6 +59,9 @@ pub fn detect(dir: &Path) -> Result<ProjectKind> {
 /// Builds the project in `dir` and returns the path of its component.
 /// Blocking.
 pub fn build(dir: &Path) -> Result<PathBuf> {
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("finding {}", dir.display()))?;
     match detect(dir)? {
         ProjectKind::Rust => build_rust(dir),
         ProjectKind::Python => build_python(dir),

@@ -67,7 +67,8 @@ pub fn create(parent: &Path, plugin: &NewPlugin) -> Result<PathBuf> {
             }
         ),
     }
-    Ok(dir)
+    dir.canonicalize()
+        .with_context(|| format!("finding {}", dir.display()))
 }
 
 fn write_rust(dir: &Path, plugin: &NewPlugin) -> Result<()> {
