@@ -5,7 +5,7 @@
 //!   test fixtures in `target/test-plugins/<name>.wasm`
 //! - `run`    build (release), start the demo upstreams and the host (broker or embedded bus)
 //! - `test`   build the plugins, make sure a broker and PostgreSQL are reachable, run all tests
-//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, or all;
+//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, `languages`, or all;
 //!   `throughput --store postgres` commits to PostgreSQL)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
@@ -428,10 +428,10 @@ struct BenchPlan {
     hosts: String,
 }
 
-const BENCHES: [&str; 3] = ["throughput", "reload", "producer"];
+const BENCHES: [&str; 4] = ["throughput", "reload", "producer", "languages"];
 const BENCH_STORES: [&str; 2] = ["sqlite", "postgres"];
 
-/// `[throughput|reload|producer] [--store sqlite|postgres]`.
+/// `[throughput|reload|producer|languages] [--store sqlite|postgres]`.
 fn bench_plan(args: &[String]) -> Result<BenchPlan> {
     let mut benches = Vec::new();
     let mut store = None;
@@ -477,7 +477,7 @@ fn bench_plan(args: &[String]) -> Result<BenchPlan> {
     })
 }
 
-/// `cargo xtask bench [throughput|reload|producer] [--store sqlite|postgres]
+/// `cargo xtask bench [throughput|reload|producer|languages] [--store sqlite|postgres]
 /// [--hosts N]`: one benchmark, or all.
 fn bench(args: &[String]) -> Result<()> {
     let plan = bench_plan(args)?;
@@ -546,7 +546,7 @@ mod tests {
     #[test]
     fn bench_runs_one_benchmark_or_all_and_throughput_on_either_store() {
         let all = plan(&[]).unwrap();
-        assert_eq!(all.benches, ["throughput", "reload", "producer"]);
+        assert_eq!(all.benches, ["throughput", "reload", "producer", "languages"]);
         assert_eq!(all.store, "sqlite");
         let pg = plan(&["throughput", "--store", "postgres"]).unwrap();
         assert_eq!(

@@ -249,6 +249,12 @@ impl<W: World> Instance<W> {
         }
     }
 
+    /// The linear memory the instance holds now, in bytes (all its
+    /// memories together, as its cap counts them).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits.used_bytes()
+    }
+
     /// The batch's state writes, for the commit.
     pub fn take_state_writes(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
         self.store.data_mut().overlay.take_batch()
