@@ -37,9 +37,7 @@ pub fn build(root: &Path) -> Result<()> {
         let componentize = python_toolchain(root)?;
         build_into(&py_out, |partial| {
             let mut cmd = Command::new(&componentize);
-            // No __pycache__ folders in the source tree.
-            cmd.env("PYTHONDONTWRITEBYTECODE", "1")
-                .arg("-d")
+            cmd.arg("-d")
                 .arg(&wit)
                 .args(["-w", "transformer", "componentize", "app", "-p"])
                 .arg(root.join("plugins/merge-py"))
@@ -110,16 +108,19 @@ fn stale(target: &Path, inputs: &[PathBuf]) -> Result<bool> {
 
 fn newest_under(path: &Path) -> Result<SystemTime> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut newest = meta.modified()?;
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if name == "node_modules" || name == "__pycache__" {
-                continue;
-            }
-            newest = newest.max(newest_under(&entry.path())?);
+    if !meta.is_dir() {
+        return Ok(meta.modified()?);
+    }
+    // Files only: a build writes __pycache__ into the source folders
+    // (componentize-py's own Python ignores PYTHONDONTWRITEBYTECODE).
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == "node_modules" || name == "__pycache__" {
+            continue;
         }
+        newest = newest.max(newest_under(&entry.path())?);
     }
     Ok(newest)
 }
