@@ -131,6 +131,30 @@ fn the_transcript_covers_every_kind_of_outcome() {
     }
 }
 
+/// The timestamp parsers of the Python and JavaScript ports against the
+/// Rust parser's test cases (`plugins/conformance/instants.json`), run by
+/// the languages' own interpreters (`.ci/run` installs both).
+#[test]
+fn timestamp_ports_agree_with_the_rust_cases() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (program, script) in [
+        ("python3", "plugins/merge-py/instant_test.py"),
+        ("node", "plugins/merge-js/instant.test.mjs"),
+    ] {
+        let output = Command::new(program)
+            .arg(root.join(script))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("running {program} (install it: see .ci/run): {e}"));
+        assert!(
+            output.status.success(),
+            "{script}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 #[test]
 fn rust_merge_passes_the_transcript() {
     run_transcript("merge", None);
