@@ -170,9 +170,9 @@ async fn run(
     running.wait().await;
     let admin = connection.create_channel().await?;
     for p in PLUGINS {
-        for q in [config.queue_name(p), config.dead_letter_queue(p)] {
+        for q in switchyard::broker::queue_type::plugin_queues(&config, p) {
             let _ = admin
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .queue_delete(q.name.as_str().into(), QueueDeleteOptions::default())
                 .await;
         }
         let dlx = config.dead_letter_exchange(p);

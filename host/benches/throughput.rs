@@ -552,8 +552,11 @@ async fn switchyard_end_to_end(
         run_host(config.clone(), events.len() as u64).await
     }
     .await;
-    delete_queue(&admin, &config.queue_name(PLUGIN)).await;
-    delete_queue(&admin, &config.dead_letter_queue(PLUGIN)).await;
+    // Its queue, dead-letter queue and retry queues: the broker is left as
+    // the bench found it.
+    for queue in switchyard::broker::queue_type::plugin_queues(&config, PLUGIN) {
+        delete_queue(&admin, &queue.name).await;
+    }
     delete_exchange(&admin, &config.dead_letter_exchange(PLUGIN)).await;
     delete_exchange(&admin, &config.exchange).await;
     let _ = connection.close(200, ShortString::from("bye")).await;

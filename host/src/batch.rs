@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -103,6 +103,11 @@ pub fn admit(
     Ok(Incoming { event, hops })
 }
 
+/// What the plugin returned for each event it handled without an error, in
+/// order: the event's id and its actions, as `switchyard plugin test` shows
+/// them (the host itself keeps no such record).
+pub type ActionTrace = Vec<(String, Vec<Action>)>;
+
 /// Processes a batch of admitted items (or why each was not admitted) with
 /// the plugin's `version`, updating the plugin's counters. `Err`: the store
 /// failed; nothing was committed and the batch must run again later.
@@ -113,9 +118,24 @@ pub fn process(
     db: &Store,
     admitted: &[Result<Incoming, String>],
 ) -> Result<Processed, StoreError> {
+    process_traced(slot, version, db, admitted, None)
+}
+
+/// [`process`], also recording in `trace` what the plugin returned for each
+/// event (of the run that committed, if a conflict ran the batch again).
+pub fn process_traced(
+    slot: &PluginSlot,
+    version: &LoadedPlugin,
+    db: &Store,
+    admitted: &[Result<Incoming, String>],
+    mut trace: Option<&mut ActionTrace>,
+) -> Result<Processed, StoreError> {
     let mut conflicts: u32 = 0;
     let processed = loop {
-        match attempt(slot, version, db, admitted) {
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.clear();
+        }
+        match attempt(slot, version, db, admitted, trace.as_deref_mut()) {
             Err(e) if e.is_conflict() => {
                 slot.counters.conflicts.fetch_add(1, Relaxed);
                 conflicts += 1;
@@ -125,6 +145,16 @@ pub fn process(
             other => break other?,
         }
     };
+    let counters = &slot.counters;
+    counters.received.fetch_add(admitted.len() as u64, Relaxed);
+    counters.timings.batch_size.observe(admitted.len() as f64);
+    counters.rejected.fetch_add(
+        processed.count(|o| matches!(o, Outcome::DeadLetter(_))),
+        Relaxed,
+    );
+    counters
+        .retried
+        .fetch_add(processed.count(|o| matches!(o, Outcome::Retry(_))), Relaxed);
     slot.counters
         .applied
         .fetch_add(processed.count(|o| *o == Outcome::Applied), Relaxed);
@@ -154,6 +184,7 @@ fn attempt(
     version: &LoadedPlugin,
     db: &Store,
     admitted: &[Result<Incoming, String>],
+    trace: Option<&mut ActionTrace>,
 ) -> Result<Processed, StoreError> {
     let ids: Vec<&str> = admitted
         .iter()
@@ -180,7 +211,7 @@ fn attempt(
     }
     let mut outbox = Vec::new();
     if !fresh.is_empty() {
-        let (applied, entries) = apply(slot, version, db, &fresh)?;
+        let (applied, entries) = apply(slot, version, db, &fresh, trace)?;
         outbox = entries;
         for ((i, _), outcome) in fresh.iter().zip(applied) {
             outcomes[*i] = Some(outcome);
@@ -202,6 +233,7 @@ fn apply(
     version: &LoadedPlugin,
     db: &Store,
     fresh: &[(usize, &Incoming)],
+    mut trace: Option<&mut ActionTrace>,
 ) -> Result<(Vec<Outcome>, Vec<OutboxEntry>), StoreError> {
     version.note_batch();
     let Some(mut txn) = StateTxn::begin(slot, db, || version.transformer())? else {
@@ -217,20 +249,37 @@ fn apply(
     let mut outcomes = Vec::with_capacity(fresh.len());
     for (_, incoming) in fresh {
         let instance = txn.instance();
-        let outcome = match instance.handle(&incoming.event) {
-            Ok(actions) => match collect_actions(
-                &slot.name,
-                incoming,
-                actions,
-                &mut commit.documents,
-                &mut commit.publish,
-            ) {
-                Ok(()) => {
-                    commit.applied_event_ids.push(incoming.event.id.clone());
-                    Outcome::Applied
+        let called = Instant::now();
+        let handled = instance.handle(&incoming.event);
+        slot.counters
+            .timings
+            .call_seconds
+            .observe_duration(called.elapsed());
+        if matches!(
+            handled,
+            Err(CallError::Trap(_) | CallError::Timeout | CallError::MemoryLimit(_))
+        ) {
+            slot.counters.restarts.fetch_add(1, Relaxed);
+        }
+        let outcome = match handled {
+            Ok(actions) => {
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.push((incoming.event.id.clone(), actions.clone()));
                 }
-                Err(reason) => Outcome::DeadLetter(reason),
-            },
+                match collect_actions(
+                    &slot.name,
+                    incoming,
+                    actions,
+                    &mut commit.documents,
+                    &mut commit.publish,
+                ) {
+                    Ok(()) => {
+                        commit.applied_event_ids.push(incoming.event.id.clone());
+                        Outcome::Applied
+                    }
+                    Err(reason) => Outcome::DeadLetter(reason),
+                }
+            }
             // The store failed under the plugin: the whole batch waits.
             Err(CallError::Store(e)) => return Err(e),
             Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
@@ -242,7 +291,12 @@ fn apply(
     if commit.applied_event_ids.is_empty() {
         return Ok((outcomes, Vec::new()));
     }
+    let committing = Instant::now();
     let outbox = txn.commit(db, commit)?;
+    slot.counters
+        .timings
+        .commit_seconds
+        .observe_duration(committing.elapsed());
     slot.counters.commits.fetch_add(1, Relaxed);
     Ok((outcomes, outbox))
 }

@@ -141,8 +141,10 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_PLUGIN_TIMEOUT_MS", default_value_t = 1000)]
     pub plugin_timeout_ms: u64,
 
-    /// Mebibytes of linear memory one plugin instance may grow to; past
-    /// that its allocation fails and the event is dead-lettered.
+    /// Mebibytes of linear memory one plugin instance may grow to, all its
+    /// memories together; past that the call fails and the event is
+    /// dead-lettered. `--plugin-setting <plugin>.memory-mib=N` sets one
+    /// plugin's cap.
     #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
 
@@ -192,6 +194,12 @@ pub struct Config {
     /// Largest HTTP request body accepted, in bytes (413 beyond).
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Longest an HTTP request may take, in seconds, before it is answered
+    /// 503 (a view of a slow plugin, a broker that does not answer a
+    /// dead-letter listing).
+    #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
 
     /// Bearer token the write and admin routes require (`Authorization:
     /// Bearer <token>`); absent or empty leaves them open to anyone who can
@@ -379,7 +387,7 @@ impl Config {
     }
 
     /// Parses `switchyard run`'s flags (and the environment), as `main` does.
-    fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
+    pub(crate) fn from_args(args: &[&str]) -> Result<Self, clap::Error> {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Only {

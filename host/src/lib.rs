@@ -16,11 +16,13 @@
 //!   and queue bindings, on SQLite (embedded) or PostgreSQL (shared);
 //! - [`api`], the axum routes;
 //! - [`topic`], AMQP topic matching for events that bypass the broker;
-//! - [`telemetry`], logging setup.
+//! - [`telemetry`], logging setup;
+//! - [`authoring`], the plugin author's tools (`switchyard plugin test|record|build|new`).
 //!
 //! [`start`] wires them together; `main.rs` only parses the command line.
 
 pub mod api;
+pub mod authoring;
 pub mod batch;
 pub mod broker;
 pub mod cluster;
@@ -28,6 +30,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod embedded;
 pub mod headers;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod producers;
@@ -155,6 +158,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         registry: Arc::clone(&registry),
         broker: Arc::clone(&broker),
         writes_in_flight: Default::default(),
+        admin_broker: Default::default(),
+        http_metrics: Default::default(),
         bus: bus.clone(),
     });
     let http_stop = shutdown.clone();

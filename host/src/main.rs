@@ -6,11 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
 use switchyard::config::StoreUrl;
-use switchyard::plugins::PluginEngine;
 use switchyard::store::{Location, Store};
 use switchyard::{Config, dead_letters};
 
@@ -92,10 +90,87 @@ enum DlqCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Load a .wasm file as the host would and print what it declares.
+    /// Load a .wasm file as the host would and print what it declares, the
+    /// memory cap that applies and what the host gives each WASI import.
     Check {
         /// The plugin file.
         file: PathBuf,
+        /// The default memory cap, in MiB (as for `run`).
+        #[arg(long, env = "SWITCHYARD_PLUGIN_MEMORY_MIB", default_value_t = 64)]
+        plugin_memory_mib: usize,
+        /// Plugin settings, as for `run` (`<plugin>.memory-mib=N` sets its cap).
+        #[arg(
+            long = "plugin-setting",
+            env = "SWITCHYARD_PLUGIN_SETTINGS",
+            value_delimiter = ','
+        )]
+        plugin_settings: Vec<String>,
+    },
+    /// Write the WIT package (with its WASI deps) this host was built with,
+    /// to build plugins against.
+    Wit {
+        /// Where to write it.
+        #[arg(default_value = "wit")]
+        dir: PathBuf,
+    },
+    /// Run a transcript of events through a plugin file, offline (a scratch
+    /// store, no broker), and print what became of each as a JSON line;
+    /// with expectations, a diff and a non-zero exit on a mismatch. The
+    /// plugin's deadline and memory cap are those of `run`
+    /// (SWITCHYARD_PLUGIN_TIMEOUT_MS, SWITCHYARD_PLUGIN_MEMORY_MIB).
+    Test {
+        /// The plugin file (.wasm).
+        plugin: PathBuf,
+        /// The events, one JSON object per line (as `plugin record` writes
+        /// them); lines may carry their expected output under `expect`.
+        events: PathBuf,
+        /// The expected output lines, one per event (overrides `expect`).
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// The store to start from: `{"state": {...}, "documents": {...}}`.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Copy live events that a plugin subscribes to off the broker, as
+    /// lines `plugin test` reads (on stdout). A temporary queue of its own
+    /// gets a copy of each: nothing is taken from the plugin's queue.
+    Record {
+        /// The plugin file (.wasm): its `describe()` names the binding keys.
+        plugin: PathBuf,
+        /// How many events to record.
+        #[arg(long)]
+        count: usize,
+        /// The longest to wait for them, in seconds; fewer is an error
+        /// (those recorded are written).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Where the broker is and what the exchange is (as for `run`).
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+    /// Write a new plugin project, `<name>/`, that builds at once: its
+    /// source, a transcript to test it with, and the guest SDK and WIT
+    /// this binary carries.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum)]
+        lang: switchyard::authoring::scaffold::Language,
+        /// A producer (polls an upstream, publishes events) instead of a
+        /// transformer.
+        #[arg(long)]
+        producer: bool,
+        /// The folder to make `<name>/` in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build the plugin project in a folder (Rust, Python or JavaScript)
+    /// into one component, `<DIR>/<name>.wasm`, and print its path.
+    Build {
+        /// The project's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -139,7 +214,69 @@ async fn dispatch(command: Command) -> Result<()> {
                 ),
             }
         }
-        Command::Plugin(PluginCommand::Check { file }) => check_plugin(&file),
+        Command::Plugin(PluginCommand::Check {
+            file,
+            plugin_memory_mib,
+            plugin_settings,
+        }) => {
+            let config = switchyard::plugins::check::CheckConfig {
+                timeout: Config::defaults().plugin_timeout(),
+                memory_mib: plugin_memory_mib,
+                plugin_settings,
+            };
+            print!("{}", switchyard::plugins::check::check(&file, &config)?);
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Wit { dir }) => write_wit(&dir),
+        Command::Plugin(PluginCommand::Test {
+            plugin,
+            events,
+            expect,
+            state,
+        }) => test_plugin(plugin, events, expect, state).await,
+        Command::Plugin(PluginCommand::Record {
+            plugin,
+            count,
+            timeout,
+            config,
+        }) => {
+            use switchyard::authoring::record::{Recording, record};
+            let recording = Recording {
+                count,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let recorded = record(&config, &plugin, &recording, &mut std::io::stdout()).await?;
+            eprintln!("recorded {recorded} events");
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            producer,
+            dir,
+        }) => {
+            use switchyard::authoring::scaffold::{NewPlugin, create};
+            let plugin = NewPlugin {
+                name,
+                language: lang,
+                producer,
+            };
+            let made = create(&dir, &plugin)?;
+            println!("{}", made.display());
+            let wasm = format!("{}.wasm", plugin.name);
+            eprintln!("next: cd {} && switchyard plugin build", made.display());
+            if !producer {
+                eprintln!("then: switchyard plugin test {wasm} events.jsonl");
+            }
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::Build { dir }) => {
+            let built =
+                tokio::task::spawn_blocking(move || switchyard::authoring::build::build(&dir))
+                    .await??;
+            println!("{}", built.display());
+            Ok(())
+        }
         Command::Dlq(DlqCommand::List {
             plugin,
             limit,
@@ -251,35 +388,49 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn check_plugin(file: &std::path::Path) -> Result<()> {
-    let scratch = std::env::temp_dir().join(format!("switchyard-check-{}", std::process::id()));
-    let db = Store::sqlite(&scratch)?;
-    let config = Config::defaults();
-    let engine = PluginEngine::new(
-        db,
-        config.plugin_timeout(),
-        config.plugin_memory_mib << 20,
-        None,
-        Default::default(),
-    )?;
-    let loaded = std::fs::read(file)
-        .context("reading the file")
-        .and_then(|wasm| {
-            let sha256 = hex::encode(sha2::Sha256::digest(&wasm));
-            engine.load(file, &wasm, &sha256)
-        })
-        .with_context(|| format!("loading plugin {}", file.display()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let plugin = loaded?;
-    println!("name:          {}", plugin.name);
-    println!("version:       {}", plugin.info.version);
-    println!("world:         {}", plugin.world);
-    println!("sha256:        {}", plugin.sha256);
-    if let Some(interval) = plugin.poll_interval() {
-        println!("polls every:   {} ms", interval.as_millis());
-    } else {
-        println!("subscriptions: {}", plugin.info.subscriptions.join(", "));
+/// `switchyard plugin test`: outputs on stdout, diffs and the summary on
+/// stderr, an error when an expectation is not met.
+async fn test_plugin(
+    plugin: PathBuf,
+    events: PathBuf,
+    expect: Option<PathBuf>,
+    state: Option<PathBuf>,
+) -> Result<()> {
+    use switchyard::authoring::test_run;
+    let report = tokio::task::spawn_blocking(move || {
+        test_run::test_files(&plugin, &events, expect.as_deref(), state.as_deref())
+    })
+    .await??;
+    for output in &report.outputs {
+        println!("{}", serde_json::to_string(output)?);
     }
-    println!("views:         {}", plugin.info.views.join(", "));
+    for mismatch in &report.mismatches {
+        eprint!("{mismatch}");
+    }
+    eprintln!("{}", report.summary());
+    if !report.mismatches.is_empty() {
+        anyhow::bail!(
+            "{} of {} events do not match their expectation",
+            report.mismatches.len(),
+            report.expected
+        );
+    }
+    Ok(())
+}
+
+/// `switchyard plugin wit`: the WIT package into `dir`.
+fn write_wit(dir: &std::path::Path) -> Result<()> {
+    let written = switchyard::plugins::contract::write_wit(dir)?;
+    println!(
+        "wrote {} files of the plugin contract to {}",
+        written.files.len(),
+        dir.display()
+    );
+    for file in written.foreign {
+        println!(
+            "note: {} is not part of this host's package (remove it if an older version left it)",
+            dir.join(file).display()
+        );
+    }
     Ok(())
 }

@@ -364,6 +364,7 @@ impl Consumer {
             let Some(first) = first else {
                 bail!("the broker cancelled the consumer of {queue:?}");
             };
+            let batch_started = std::time::Instant::now();
             let mut deliveries = self
                 .fill_batch(&mut consumer, first)
                 .await
@@ -374,6 +375,11 @@ impl Consumer {
             };
             self.settle(&channel, &publisher, &version, &deliveries, processed)
                 .await?;
+            self.slot
+                .counters
+                .timings
+                .batch_seconds
+                .observe_duration(batch_started.elapsed());
         }
         // Stopped (shutdown or unload): the batch in flight was settled
         // above. Cancel the consumer first so that no delivery races the

@@ -308,6 +308,7 @@ impl Poller {
             }
         }
         let started = now_ms();
+        let timer = std::time::Instant::now();
         let result = {
             // Said plainly when the broker went silent under the poll.
             let poll = async {
@@ -330,6 +331,11 @@ impl Poller {
                 }
             }
         };
+        self.slot
+            .counters
+            .timings
+            .poll_seconds
+            .observe_duration(timer.elapsed());
         if result.is_err()
             && let Some(link) = self.link.take()
         {

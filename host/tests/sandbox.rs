@@ -79,6 +79,11 @@ async fn a_trap_a_loop_and_a_memory_hog_each_cost_one_dead_letter() {
         .collect();
     assert!(reasons[0].starts_with("trap:"), "{reasons:?}");
     assert_eq!(reasons[1], "timeout");
-    assert_eq!(reasons[2], "memory limit");
+    assert!(
+        reasons[2].starts_with("memory limit:")
+            && reasons[2].contains("cap of 16 MiB")
+            && reasons[2].contains("--plugin-setting counter.memory-mib="),
+        "{reasons:?}"
+    );
     host.cleanup(&["counter", "relay"]).await;
 }

@@ -26,8 +26,18 @@ use stack::{DEMO_PORTS, Stack, root};
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Plugins copied into `plugins/` for users.
 const SHIPPED: &[&str] = &["merge", "crm-producer", "inventory-producer"];
+/// Plugins of the `producer` world (built apart from the transformers: see
+/// [`build_plugins`]).
+const PRODUCERS: &[&str] = &["crm-producer", "inventory-producer"];
 /// Plugins only the tests load.
-const FIXTURES: &[&str] = &["counter", "relay", "not-a-transformer", "slow-describe"];
+const FIXTURES: &[&str] = &[
+    "counter",
+    "relay",
+    "not-a-transformer",
+    "slow-describe",
+    "nosy",
+    "sneaky",
+];
 /// Second builds of plugins (with their `test-variant` feature) that the
 /// hot-reload tests swap in: `target/test-plugins/<name>-variant.wasm`.
 const VARIANTS: &[&str] = &["merge", "relay", "counter", "crm-producer"];
@@ -98,21 +108,33 @@ fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
-/// Builds every plugin crate for wasm32-wasip2 in one cargo invocation,
-/// then the test variants, and copies the components where the host and
-/// the tests look for them.
+/// Builds every plugin crate for wasm32-wasip2, one cargo invocation per
+/// world, then the test variants, and copies the components where the host
+/// and the tests look for them.
+///
+/// One invocation per world because cargo unifies a dependency's features
+/// across the packages it builds together: with producers in the same
+/// invocation, `switchyard-plugin` would be compiled with both worlds and
+/// every transformer would carry the producer world's types and WASI
+/// versions.
 fn build_plugins() -> Result<()> {
     ensure_wasm_target()?;
-    let packages: Vec<String> = SHIPPED
+    let (producers, transformers): (Vec<&str>, Vec<&str>) = SHIPPED
         .iter()
         .chain(FIXTURES)
-        .map(|name| format!("switchyard-{name}"))
-        .collect();
-    let mut args = vec!["build", "--target", WASM_TARGET, "--profile", "plugin"];
-    for p in &packages {
-        args.extend(["-p", p.as_str()]);
+        .copied()
+        .partition(|name| PRODUCERS.contains(name));
+    for world in [transformers, producers] {
+        let packages: Vec<String> = world
+            .iter()
+            .map(|name| format!("switchyard-{name}"))
+            .collect();
+        let mut args = vec!["build", "--target", WASM_TARGET, "--profile", "plugin"];
+        for p in &packages {
+            args.extend(["-p", p.as_str()]);
+        }
+        cargo(&args)?;
     }
-    cargo(&args)?;
     let root = root();
     let fixtures = root.join("target").join("test-plugins");
     std::fs::create_dir_all(&fixtures)?;
@@ -357,10 +379,48 @@ fn test(args: &[String]) -> Result<()> {
         "-p",
         "switchyard-instant",
         "-p",
+        "switchyard-plugin",
+        "-p",
         "xtask",
     ];
     cargo_args.extend(args.iter().map(String::as_str));
-    cargo(&cargo_args)
+    let python = test_python()?;
+    cargo_with(
+        &cargo_args,
+        &[("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy())],
+    )
+}
+
+/// The Python the tests run Prometheus's own parser in: a venv under
+/// `target/tools/test-py` with the pinned `prometheus-client`, made on
+/// first use.
+fn test_python() -> Result<std::path::PathBuf> {
+    const PINNED: &str = "prometheus-client==0.21.1";
+    let venv = root().join("target/tools/test-py");
+    let python = venv.join("bin/python");
+    let marker = venv.join(PINNED);
+    if marker.exists() {
+        return Ok(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .context("running python3 -m venv: install Python 3 (Debian: apt-get install python3 python3-venv)")?;
+    if !made.success() {
+        bail!(
+            "python3 -m venv failed: install the venv module (Debian: apt-get install python3-venv)"
+        );
+    }
+    let installed = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", PINNED])
+        .status()
+        .context("running pip")?;
+    if !installed.success() {
+        bail!("pip install {PINNED} failed (is PyPI reachable?)");
+    }
+    std::fs::write(&marker, "")?;
+    Ok(python)
 }
 
 /// What `cargo xtask bench` runs: the benchmarks, and the store of the
@@ -457,16 +517,20 @@ fn lint() -> Result<()> {
         "switchyard-feed",
         "-p",
         "switchyard-instant",
+        "-p",
+        "switchyard-plugin",
         "--all-targets",
         "--",
         "-D",
         "warnings",
     ])?;
     let mut args = vec!["clippy", "--target", WASM_TARGET, "--profile", "plugin"];
+    // The SDK with both worlds (the producers enable the second one).
     let packages: Vec<String> = SHIPPED
         .iter()
         .chain(FIXTURES)
         .map(|name| format!("switchyard-{name}"))
+        .chain(["switchyard-plugin".to_owned()])
         .collect();
     for p in &packages {
         args.extend(["-p", p.as_str()]);

@@ -120,6 +120,13 @@ impl Access {
         self.by_plugin.entry(plugin.to_owned()).or_default()
     }
 
+    /// Each plugin the configuration names, with its settings.
+    pub fn settings(&self) -> impl Iterator<Item = (&str, &BTreeMap<String, String>)> {
+        self.by_plugin
+            .iter()
+            .map(|(plugin, grants)| (plugin.as_str(), &grants.settings))
+    }
+
     /// What `plugin` is granted (nothing, if the configuration names it not).
     pub fn for_plugin(&self, plugin: &str) -> Grants {
         let mut grants = self.by_plugin.get(plugin).cloned().unwrap_or_default();

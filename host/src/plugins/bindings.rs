@@ -8,13 +8,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::access::Grants;
 use super::deadline::{Progress, Renewal};
 use super::http::GrantedHttp;
+use super::linker::PluginWorld;
+use super::memory::MemoryCap;
+use super::stdio::LogName;
 use super::warnings::Warnings;
 
 use crate::store::{Store, StoreError};
@@ -147,6 +149,9 @@ impl StateOverlay {
 /// The data of one plugin instance's wasmtime `Store`.
 pub struct HostState {
     plugin: String,
+    world: PluginWorld,
+    /// The name the plugin's stdout and stderr are logged under.
+    log_name: LogName,
     db: Store,
     warnings: Arc<Warnings>,
     wasi: WasiCtx,
@@ -156,7 +161,7 @@ pub struct HostState {
     granted: GrantedHttp,
     settings: BTreeMap<String, String>,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: MemoryCap,
     pub(crate) overlay: StateOverlay,
     pub(crate) mode: CallMode,
     /// Set when an import failed because the store did: the trap that
@@ -171,21 +176,33 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: &str, db: Store, warnings: Arc<Warnings>, memory_bytes: usize) -> Self {
+    /// The state of an instance of `plugin`, a component of `world`, whose
+    /// memory is held to `limits`.
+    pub fn new(
+        plugin: &str,
+        world: PluginWorld,
+        db: Store,
+        warnings: Arc<Warnings>,
+        limits: MemoryCap,
+    ) -> Self {
+        let log_name = LogName::new(plugin);
         Self {
             plugin: plugin.to_owned(),
+            world,
+            // No preopened folders, no environment, no arguments, no sockets;
+            // output to the log (see `plugins::wasi`).
+            wasi: super::wasi::deny_all(&log_name, &warnings),
+            log_name,
             db,
             warnings,
-            // No preopened folders, no environment, no arguments, no sockets.
-            wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
-            granted: GrantedHttp::default(),
+            granted: GrantedHttp {
+                transformer: world == PluginWorld::Transformer,
+                ..GrantedHttp::default()
+            },
             settings: BTreeMap::new(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits,
             overlay: StateOverlay::default(),
             mode: CallMode::ReadOnly,
             store_failure: None,
@@ -196,13 +213,15 @@ impl HostState {
     }
 
     /// A fresh state for a fresh instance of the same plugin: same store,
-    /// limits and grants; the overlay (uncommitted writes, cache) moves over.
-    pub fn renewed(&mut self, memory_bytes: usize) -> Self {
+    /// memory cap and grants; the overlay (uncommitted writes, cache) moves
+    /// over.
+    pub fn renewed(&mut self) -> Self {
         let mut state = Self::new(
             &self.plugin,
+            self.world,
             self.db.clone(),
             Arc::clone(&self.warnings),
-            memory_bytes,
+            self.limits.renewed(),
         );
         state.progress = self.progress.clone();
         state.granted = self.granted.clone();
@@ -213,15 +232,30 @@ impl HostState {
 
     pub fn rename(&mut self, plugin: &str) {
         plugin.clone_into(&mut self.plugin);
+        self.log_name.set(plugin);
     }
 
-    /// Gives the plugin what the configuration grants it.
+    /// Gives the plugin what the configuration grants it: a producer its
+    /// origins and settings; a transformer nothing (it has no network, and
+    /// reads no settings).
     pub fn grant(&mut self, grants: Grants) {
+        let transformer = self.world == PluginWorld::Transformer;
+        if transformer && !grants.origins.is_empty() {
+            tracing::warn!(
+                plugin = %self.plugin,
+                "--grant ignored: transformers have no network"
+            );
+        }
         self.granted = GrantedHttp {
             plugin: self.plugin.clone(),
-            origins: grants.origins,
+            origins: if transformer {
+                Vec::new()
+            } else {
+                grants.origins
+            },
             tls: grants.tls,
             progress: self.progress.clone(),
+            transformer,
         };
         self.settings = grants.settings;
     }

@@ -4,6 +4,8 @@
 //! `HTTP-request-denied`) and bounds how long a request may take, since a
 //! plugin blocked in the host is out of reach of its epoch deadline.
 //!
+//! A transformer's hooks refuse every request: transformers have no network.
+//!
 //! `https://` requests verify the server's certificate against the roots of
 //! [`super::tls`]; a failed verification reaches the guest as
 //! `TLS-certificate-error` and is logged.
@@ -46,6 +48,8 @@ pub struct GrantedHttp {
     /// Bumped by each request sent and each piece of an answer received:
     /// a poll waiting on an upstream is making progress.
     pub progress: Progress,
+    /// A transformer's hooks: every request is refused, whatever is granted.
+    pub transformer: bool,
 }
 
 impl GrantedHttp {
@@ -71,6 +75,15 @@ impl WasiHttpHooks for GrantedHttp {
         options: Option<RequestOptions>,
         _default: IoFuture,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
+        if self.transformer {
+            tracing::warn!(
+                plugin = %self.plugin,
+                method = %request.method(),
+                uri = %request.uri(),
+                "outgoing HTTP request refused: transformers have no network"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
         if !self.grants(request.uri()) {
             tracing::warn!(
                 plugin = %self.plugin,

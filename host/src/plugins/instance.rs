@@ -11,6 +11,7 @@ use super::bindings::{
     ProducerPre, PublishSink, Transformer, TransformerPre, ViewPage,
 };
 use super::deadline::Renewal;
+use super::memory::MemoryCapExceeded;
 
 /// What an [`Instance`] needs of a world's generated bindings: how to
 /// instantiate them from their pre-instance.
@@ -57,9 +58,10 @@ pub enum CallError {
     /// The call ran past its deadline.
     #[error("timeout")]
     Timeout,
-    /// The plugin grew its memory past the cap.
-    #[error("memory limit")]
-    MemoryLimit,
+    /// The plugin grew its memory past its cap (recognised by the type of
+    /// the limiter's error, see `plugins::memory`).
+    #[error("{0}")]
+    MemoryLimit(MemoryCapExceeded),
     /// The plugin trapped (panic, unreachable, bad output...).
     #[error("trap: {0}")]
     Trap(String),
@@ -79,19 +81,13 @@ pub struct Instance<W: World = Transformer> {
     pre: W::Pre,
     name: String,
     deadline_ticks: u64,
-    memory_bytes: usize,
     /// The plugin's state generation (see `PluginSlot`) that this
     /// instance's cache of committed state reflects.
     cache_generation: u64,
 }
 
 impl<W: World> Instance<W> {
-    pub(super) fn new(
-        pre: W::Pre,
-        state: HostState,
-        deadline_ticks: u64,
-        memory_bytes: usize,
-    ) -> anyhow::Result<Self> {
+    pub(super) fn new(pre: W::Pre, state: HostState, deadline_ticks: u64) -> anyhow::Result<Self> {
         let (store, bindings) = instantiate(&pre, state, deadline_ticks)?;
         Ok(Self {
             store,
@@ -99,17 +95,28 @@ impl<W: World> Instance<W> {
             pre,
             name: String::new(),
             deadline_ticks,
-            memory_bytes,
             cache_generation: 0,
         })
     }
 
-    /// Names the instance after its plugin and gives it the plugin's grants.
-    pub(super) fn set_name(&mut self, name: &str, grants: Grants) {
+    /// Names the instance after its plugin and gives it the plugin's grants
+    /// and memory cap. An instance that already holds more memory than its
+    /// cap (it was loaded under a larger one) is refused.
+    pub(super) fn set_name(
+        &mut self,
+        name: &str,
+        grants: Grants,
+        memory_cap_bytes: usize,
+    ) -> Result<(), MemoryCapExceeded> {
         name.clone_into(&mut self.name);
         let state = self.store.data_mut();
         state.rename(name);
         state.grant(grants);
+        state.limits.set(name, memory_cap_bytes);
+        match state.limits.over_cap() {
+            Some(exceeded) => Err(exceeded),
+            None => Ok(()),
+        }
     }
 
     fn arm(&mut self, mode: CallMode) {
@@ -131,8 +138,8 @@ impl<W: World> Instance<W> {
             Some(wasmtime::Trap::Interrupt)
         ) {
             CallError::Timeout
-        } else if format!("{error:?}").contains("forcing trap when growing memory") {
-            CallError::MemoryLimit
+        } else if let Some(exceeded) = error.downcast_ref::<MemoryCapExceeded>() {
+            CallError::MemoryLimit(exceeded.clone())
         } else {
             CallError::Trap(root_message(&error))
         };
@@ -145,7 +152,7 @@ impl<W: World> Instance<W> {
     /// A fresh instance in a fresh store; the batch's uncommitted state
     /// writes carry over.
     fn reset(&mut self) -> anyhow::Result<()> {
-        let mut state = self.store.data_mut().renewed(self.memory_bytes);
+        let mut state = self.store.data_mut().renewed();
         state.overlay.discard_event();
         let (store, bindings) = instantiate(&self.pre, state, self.deadline_ticks)?;
         self.store = store;

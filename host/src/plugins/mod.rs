@@ -7,13 +7,19 @@
 pub mod access;
 pub mod bindings;
 pub mod cache;
+pub mod check;
+pub mod contract;
 pub mod deadline;
 pub mod http;
 pub mod instance;
+pub mod linker;
+pub mod memory;
 pub mod registry;
 pub mod state_txn;
+pub mod stdio;
 pub mod tls;
 pub mod warnings;
+pub mod wasi;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +28,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config as EngineConfig, Engine};
 
 use crate::store::{Store, now_ms};
@@ -30,6 +35,10 @@ use access::Access;
 use bindings::{HostState, Producer, ProducerPre, Transformer, TransformerPre};
 use cache::{CompileCache, Source};
 pub use instance::{CallError, Instance};
+pub use linker::PluginWorld;
+use linker::WorldLinkers;
+pub use memory::{MEMORY_SETTING, MemoryCapExceeded};
+use memory::{MemoryCap, MemoryCaps};
 pub use registry::{LoadFailure, PluginRegistry};
 use warnings::Warnings;
 
@@ -51,22 +60,23 @@ pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(300);
 /// The shortest poll interval a producer may ask for.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The wasmtime engine and linker shared by every plugin, plus the sandbox
-/// limits each instance gets.
+/// The wasmtime engine and a linker per world shared by every plugin, plus
+/// the sandbox limits each instance gets.
 pub struct PluginEngine {
     engine: Engine,
-    linker: Linker<HostState>,
+    linkers: WorldLinkers,
     db: Store,
     cache: Option<CompileCache>,
     access: Access,
     warnings: Arc<Warnings>,
     deadline_ticks: u64,
-    memory_bytes: usize,
+    memory: MemoryCaps,
 }
 
 impl PluginEngine {
     /// An engine whose plugin calls are interrupted after `timeout` and whose
-    /// instances may grow to `memory_bytes`; compiled plugins are cached in
+    /// instances may grow to `memory_bytes` (unless a plugin's `memory-mib`
+    /// setting in `access` says otherwise); compiled plugins are cached in
     /// `cache_dir` when given; `access` says what each plugin may reach.
     /// Starts the epoch ticker thread (it stops when the engine is dropped).
     pub fn new(
@@ -81,22 +91,8 @@ impl PluginEngine {
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
-        let mut linker = Linker::new(&engine);
-        // Rust's std makes every wasip2 guest import wasi:cli and wasi:io; the
-        // context behind them grants nothing (see `HostState::new`).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // Linked for every plugin; refused unless granted (`plugins::http`).
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
-        Transformer::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-        // The producer world's imports of its own; the rest is shared.
-        bindings::producer::switchyard::plugin::settings::add_to_linker::<_, HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )?;
-        bindings::producer::switchyard::plugin::publish::add_to_linker::<_, HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )?;
+        let memory = MemoryCaps::new(memory_bytes, access.settings())?;
+        let linkers = WorldLinkers::new(&engine)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("switchyard-epoch".into())
@@ -114,11 +110,20 @@ impl PluginEngine {
             access,
             warnings: Arc::default(),
             engine,
-            linker,
+            linkers,
             db,
             deadline_ticks,
-            memory_bytes,
+            memory,
         })
+    }
+
+    /// The memory cap of `plugin`, in bytes, and whether its own
+    /// `memory-mib` setting set it.
+    pub fn memory_cap(&self, plugin: &str) -> (usize, bool) {
+        (
+            self.memory.for_plugin(plugin),
+            self.memory.is_set_for(plugin),
+        )
     }
 
     /// The last warning each plugin logged.
@@ -140,21 +145,41 @@ impl PluginEngine {
                 Source::Compiled,
             ),
         };
+        let world = PluginWorld::of(&component, &self.engine)?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let linked = self
-            .linker
+            .linkers
+            .for_world(world)
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("does not implement the world switchyard:plugin/transformer@0.1.x or producer@0.1.x: it imports what the host does not offer")?;
+            .with_context(|| {
+                format!(
+                    "a {} imports what the host does not offer it (see `switchyard plugin wit` \
+                     for what each world may import)",
+                    world.name()
+                )
+            })?;
+        // The plugin's own cap is known once it has named itself: until then
+        // it runs under the largest cap of any plugin.
         let state = HostState::new(
             "",
+            world,
             self.db.clone(),
             Arc::clone(&self.warnings),
-            self.memory_bytes,
+            MemoryCap::new("", self.memory.largest()),
         );
-        let (info, world, runtime) = match TransformerPre::new(linked.clone()) {
-            Ok(pre) => {
+        let (info, runtime) = match world {
+            PluginWorld::Transformer => {
+                let pre = TransformerPre::new(linked).map_err(|e| {
+                    anyhow::Error::from(e)
+                        .context("does not implement the world switchyard:plugin/transformer@0.1.x")
+                })?;
                 let mut instance: Instance<Transformer> =
-                    Instance::new(pre, state, self.deadline_ticks, self.memory_bytes)?;
+                    Instance::new(pre, state, self.deadline_ticks)?;
                 let info = instance.describe().context("describe() failed")?;
                 validate_name(&info.name)?;
                 if info.subscriptions.is_empty() {
@@ -165,21 +190,20 @@ impl PluginEngine {
                         bail!("plugin {:?} has an invalid subscription {key:?}", info.name);
                     }
                 }
-                instance.set_name(&info.name, self.access.for_plugin(&info.name));
-                (
-                    info,
-                    TRANSFORMER_WORLD,
-                    Runtime::Transformer(Mutex::new(instance)),
-                )
+                instance.set_name(
+                    &info.name,
+                    self.access.for_plugin(&info.name),
+                    self.memory.for_plugin(&info.name),
+                )?;
+                (info, Runtime::Transformer(Mutex::new(instance)))
             }
-            Err(not_transformer) => {
-                let pre = ProducerPre::new(linked).map_err(|_| {
-                    anyhow::Error::from(not_transformer).context(
-                        "does not implement the world switchyard:plugin/transformer@0.1.x or producer@0.1.x",
-                    )
+            PluginWorld::Producer => {
+                let pre = ProducerPre::new(linked).map_err(|e| {
+                    anyhow::Error::from(e)
+                        .context("does not implement the world switchyard:plugin/producer@0.1.x")
                 })?;
                 let mut instance: Instance<Producer> =
-                    Instance::new(pre, state, self.deadline_ticks, self.memory_bytes)?;
+                    Instance::new(pre, state, self.deadline_ticks)?;
                 let described = instance.describe().context("describe() failed")?;
                 validate_name(&described.name)?;
                 let grants = self.access.for_plugin(&described.name);
@@ -201,7 +225,8 @@ impl PluginEngine {
                     })?),
                     None => DEFAULT_POLL_TIMEOUT,
                 };
-                instance.set_name(&described.name, grants);
+                let cap = self.memory.for_plugin(&described.name);
+                instance.set_name(&described.name, grants, cap)?;
                 let info = bindings::PluginInfo {
                     name: described.name,
                     version: described.version,
@@ -213,13 +238,15 @@ impl PluginEngine {
                     interval: interval.max(MIN_POLL_INTERVAL),
                     poll_timeout,
                 };
-                (info, PRODUCER_WORLD, runtime)
+                (info, runtime)
             }
         };
         Ok(LoadedPlugin {
             name: info.name.clone(),
+            memory_cap_bytes: self.memory.for_plugin(&info.name),
             info,
-            world,
+            world: world.name(),
+            imports,
             sha256: sha256.to_owned(),
             file: path.to_owned(),
             loaded_at_ms: now_ms(),
@@ -257,7 +284,15 @@ fn validate_name(name: &str) -> Result<()> {
 /// What a plugin has done since the host started, across its versions.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Events handed to the batch core, redeliveries included.
+    pub received: AtomicU64,
     pub applied: AtomicU64,
+    /// Events judged bad by the batch core (host checks, reject, trap).
+    pub rejected: AtomicU64,
+    /// Events the plugin failed transiently, each attempt.
+    pub retried: AtomicU64,
+    /// Instances replaced after a trap, a timeout or the memory cap.
+    pub restarts: AtomicU64,
     /// Events skipped because the plugin had applied their id before.
     pub duplicates: AtomicU64,
     pub dead_lettered: AtomicU64,
@@ -270,6 +305,7 @@ pub struct Counters {
     pub polls: AtomicU64,
     pub failed_polls: AtomicU64,
     pub published: AtomicU64,
+    pub timings: crate::metrics::PluginTimings,
 }
 
 /// One version of a plugin, ready to run: a compiled component, its
@@ -279,6 +315,10 @@ pub struct LoadedPlugin {
     pub info: bindings::PluginInfo,
     /// The world the component implements.
     pub world: &'static str,
+    /// The interfaces the component imports (`wasi:cli/stdout@0.2.3`...).
+    pub imports: Vec<String>,
+    /// The most memory its instance may hold, in bytes.
+    pub memory_cap_bytes: usize,
     /// sha256 of the file, hex: the version recorded with applied events.
     pub sha256: String,
     pub file: PathBuf,

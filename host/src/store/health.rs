@@ -9,6 +9,7 @@
 //! and refuses the next) is one outage, not many.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{StoreError, now_ms};
@@ -16,9 +17,10 @@ use super::{StoreError, now_ms};
 /// How long after its last failure a success ends an outage.
 pub const QUIET: Duration = Duration::from_secs(2);
 
-/// The store's health: `None` while it answers.
+/// The store's health: the outage in progress (`None` while it answers),
+/// and how many store calls have failed since the host started.
 #[derive(Debug, Default)]
-pub struct StoreHealth(Mutex<Option<Outage>>);
+pub struct StoreHealth(Mutex<Option<Outage>>, AtomicU64);
 
 /// An outage in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,7 @@ pub struct Outage {
 impl StoreHealth {
     /// The store failed with `error`.
     pub fn failed(&self, error: &StoreError) {
+        self.1.fetch_add(1, Ordering::Relaxed);
         let mut outage = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *outage {
             Some(o) => {
@@ -61,6 +64,12 @@ impl StoreHealth {
                 "store outage over: the store answers again"
             );
         }
+    }
+
+    /// Store calls that failed since the host started (each batch attempt
+    /// during an outage counts once).
+    pub fn failures(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
     }
 
     /// The outage in progress, if any.

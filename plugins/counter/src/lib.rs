@@ -15,16 +15,9 @@
 //! be replayed to it. Deliberately no serde: fields are found by a plain
 //! scan of the text.
 
-// The generated export glue is `unsafe`; nothing else in the crate is.
-#![allow(unsafe_code)]
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "transformer",
-});
-
-use switchyard::plugin::state;
-use switchyard::plugin::types::Document;
+use switchyard_plugin::{
+    Action, Event, HandleError, PluginInfo, Transformer, reject, retry, state, upsert_raw,
+};
 
 const COUNT_KEY: &str = "count";
 
@@ -34,18 +27,14 @@ static FAILURES: std::sync::Mutex<std::collections::BTreeMap<String, u32>> =
 
 struct Counter;
 
-impl Guest for Counter {
+impl Transformer for Counter {
     fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "counter".to_owned(),
-            version: if cfg!(feature = "test-variant") {
-                concat!(env!("CARGO_PKG_VERSION"), "+fixed").to_owned()
-            } else {
-                env!("CARGO_PKG_VERSION").to_owned()
-            },
-            subscriptions: vec!["#".to_owned()],
-            views: Vec::new(),
-        }
+        let version = if cfg!(feature = "test-variant") {
+            concat!(env!("CARGO_PKG_VERSION"), "+fixed")
+        } else {
+            env!("CARGO_PKG_VERSION")
+        };
+        PluginInfo::new("counter", version, &["#"])
     }
 
     fn handle(event: Event) -> Result<Vec<Action>, HandleError> {
@@ -53,15 +42,13 @@ impl Guest for Counter {
         if let Some(reason) = string_field(&event.body, "reject")
             && !fixed
         {
-            return Err(HandleError::Reject(reason));
+            return Err(reject(reason));
         }
         match string_field(&event.body, "misbehave").as_deref() {
             Some("trap") => panic!("counter told to trap"),
             Some("spin") => spin(),
             Some("hog") => hog(),
-            Some("retry") if !fixed => {
-                return Err(HandleError::Retry("counter told to retry".to_owned()));
-            }
+            Some("retry") if !fixed => return Err(retry("counter told to retry")),
             _ => {}
         }
         if let Some(times) = string_field(&event.body, "fail_times") {
@@ -70,9 +57,7 @@ impl Guest for Counter {
             let failed = failures.entry(event.id.clone()).or_insert(0);
             if *failed < times {
                 *failed += 1;
-                return Err(HandleError::Retry(format!(
-                    "transient failure {failed} of {times}"
-                )));
+                return Err(retry(format!("transient failure {failed} of {times}")));
             }
         }
         let count = match state::get(COUNT_KEY) {
@@ -80,7 +65,7 @@ impl Guest for Counter {
             Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
                 Ok(le) => u64::from_le_bytes(le),
                 Err(_) => {
-                    return Err(HandleError::Reject(format!(
+                    return Err(reject(format!(
                         "state key {COUNT_KEY} holds {} bytes, expected 8",
                         bytes.len()
                     )));
@@ -88,19 +73,15 @@ impl Guest for Counter {
             },
         } + 1;
         state::set(COUNT_KEY, &count.to_le_bytes());
-        Ok(vec![Action::Upsert(Document {
-            collection: "counts".to_owned(),
-            key: "total".to_owned(),
-            json: format!("{{\"count\":{count}}}"),
-        })])
-    }
-
-    fn view(_name: String, _after: Option<String>, _limit: u32) -> Result<ViewPage, String> {
-        Err("no views".to_owned())
+        Ok(vec![upsert_raw(
+            "counts",
+            "total",
+            format!("{{\"count\":{count}}}"),
+        )])
     }
 }
 
-export!(Counter);
+switchyard_plugin::export_transformer!(Counter);
 
 /// Never returns: the host's deadline has to stop it.
 fn spin() -> ! {

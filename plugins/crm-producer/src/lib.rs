@@ -6,8 +6,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod plugin {
-    use switchyard_feed::component::{Guest, ProducedEvent, ProducerInfo, export};
     use switchyard_feed::{Change, Feed};
+    use switchyard_plugin::{ProducedEvent, Producer, ProducerInfo};
 
     const FEED: Feed<'static> = Feed {
         source: "crm",
@@ -20,17 +20,14 @@ mod plugin {
 
     struct CrmProducer;
 
-    impl Guest for CrmProducer {
+    impl Producer for CrmProducer {
         fn describe() -> ProducerInfo {
-            ProducerInfo {
-                name: "crm-producer".to_owned(),
-                version: if cfg!(feature = "test-variant") {
-                    concat!(env!("CARGO_PKG_VERSION"), "+variant").to_owned()
-                } else {
-                    env!("CARGO_PKG_VERSION").to_owned()
-                },
-                poll_interval_ms: 5_000,
-            }
+            let version = if cfg!(feature = "test-variant") {
+                concat!(env!("CARGO_PKG_VERSION"), "+variant")
+            } else {
+                env!("CARGO_PKG_VERSION")
+            };
+            ProducerInfo::new("crm-producer", version, 5_000)
         }
 
         fn poll() -> Result<Vec<ProducedEvent>, String> {
@@ -38,5 +35,5 @@ mod plugin {
         }
     }
 
-    export!(CrmProducer with_types_in switchyard_feed::component);
+    switchyard_plugin::export_producer!(CrmProducer);
 }

@@ -11,9 +11,8 @@
 //! - [`walk`]: one poll's pass over the records: what changed, the event of
 //!   each change, repeated ids and unreadable records;
 //! - [`seen`]: what is remembered of a record between polls;
-//! - `component` (wasm32 only): the `producer` world's bindings, shared by
-//!   every producer plugin, an HTTP GET over `wasi:http`, and
-//!   `component::run`, a whole poll.
+//! - `component` (wasm32 only): `component::run`, a whole poll over
+//!   `switchyard-plugin`'s HTTP, settings, state and publish.
 //!
 //! What was seen is kept in the plugin's state, which the host commits only
 //! once every event of the poll is confirmed by the broker: a poll that is
@@ -21,9 +20,7 @@
 //! ids, and downstream deduplication makes it harmless. The logic is native
 //! code with no host dependency, tested as such.
 
-// The generated bindings and export glue are `unsafe`; nothing else is.
 #[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
 pub mod component;
 pub mod listing;
 pub mod paging;

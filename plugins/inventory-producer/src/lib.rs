@@ -6,8 +6,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod plugin {
-    use switchyard_feed::component::{Guest, ProducedEvent, ProducerInfo, export};
     use switchyard_feed::{Change, Feed};
+    use switchyard_plugin::{ProducedEvent, Producer, ProducerInfo};
 
     const FEED: Feed<'static> = Feed {
         source: "inventory",
@@ -17,13 +17,9 @@ mod plugin {
 
     struct InventoryProducer;
 
-    impl Guest for InventoryProducer {
+    impl Producer for InventoryProducer {
         fn describe() -> ProducerInfo {
-            ProducerInfo {
-                name: "inventory-producer".to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                poll_interval_ms: 5_000,
-            }
+            ProducerInfo::new("inventory-producer", env!("CARGO_PKG_VERSION"), 5_000)
         }
 
         fn poll() -> Result<Vec<ProducedEvent>, String> {
@@ -31,5 +27,5 @@ mod plugin {
         }
     }
 
-    export!(InventoryProducer with_types_in switchyard_feed::component);
+    switchyard_plugin::export_producer!(InventoryProducer);
 }

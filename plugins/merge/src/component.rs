@@ -1,47 +1,48 @@
-//! The WebAssembly side: the only `generate!` call, and glue that maps the
-//! `transformer` world's types and imports onto [`crate::merge`].
+//! The WebAssembly side: the `transformer` world, through the SDK, on
+//! [`crate::merge`].
+
+use switchyard_plugin::{
+    Action, Event, HandleError, PluginInfo, Transformer, ViewPage, collections, state,
+};
 
 use crate::merge;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "transformer",
-});
-
-use switchyard::plugin::types::{Document, DocumentRef};
-use switchyard::plugin::{collections, state};
-
 struct Merge;
 
-impl Guest for Merge {
+impl Transformer for Merge {
     fn describe() -> PluginInfo {
-        PluginInfo {
-            name: crate::NAME.to_owned(),
-            version: if cfg!(feature = "test-variant") {
-                concat!(env!("CARGO_PKG_VERSION"), "+variant").to_owned()
-            } else {
-                env!("CARGO_PKG_VERSION").to_owned()
-            },
-            subscriptions: crate::SUBSCRIPTIONS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            views: crate::VIEWS.iter().map(|s| (*s).to_owned()).collect(),
-        }
+        let version = if cfg!(feature = "test-variant") {
+            concat!(env!("CARGO_PKG_VERSION"), "+variant")
+        } else {
+            env!("CARGO_PKG_VERSION")
+        };
+        PluginInfo::new(crate::NAME, version, crate::SUBSCRIPTIONS).with_views(crate::VIEWS)
     }
 
     fn handle(event: Event) -> Result<Vec<Action>, HandleError> {
-        merge::handle(
+        let actions = merge::handle(
             &mut HostState,
             &event.routing_key,
             &event.body,
             event.received_at_ms,
         )
-        .map(|actions| actions.into_iter().map(to_wit).collect())
         .map_err(|e| match e {
-            merge::Error::Reject(reason) => HandleError::Reject(reason),
-            merge::Error::Retry(reason) => HandleError::Retry(reason),
-        })
+            merge::Error::Reject(reason) => switchyard_plugin::reject(reason),
+            merge::Error::Retry(reason) => switchyard_plugin::retry(reason),
+        })?;
+        Ok(actions
+            .into_iter()
+            .map(|action| match action {
+                merge::Action::Upsert {
+                    collection,
+                    key,
+                    json,
+                } => switchyard_plugin::upsert_raw(&collection, &key, mark_variant(json)),
+                merge::Action::Delete { collection, key } => {
+                    switchyard_plugin::delete(&collection, &key)
+                }
+            })
+            .collect())
     }
 
     fn view(name: String, after: Option<String>, limit: u32) -> Result<ViewPage, String> {
@@ -53,22 +54,7 @@ impl Guest for Merge {
     }
 }
 
-fn to_wit(action: merge::Action) -> Action {
-    match action {
-        merge::Action::Upsert {
-            collection,
-            key,
-            json,
-        } => Action::Upsert(Document {
-            collection,
-            key,
-            json: mark_variant(json),
-        }),
-        merge::Action::Delete { collection, key } => {
-            Action::Delete(DocumentRef { collection, key })
-        }
-    }
-}
+switchyard_plugin::export_transformer!(Merge);
 
 /// The `test-variant` build marks what it writes, so that tests can tell
 /// which build produced a document; the shipped build writes `json` as is.
@@ -86,7 +72,7 @@ fn mark_variant(json: String) -> String {
     }
 }
 
-/// [`merge::State`] on the host's `state` import.
+/// [`merge::State`] on the plugin's state.
 struct HostState;
 
 impl merge::State for HostState {
@@ -103,7 +89,7 @@ impl merge::State for HostState {
     }
 }
 
-/// [`merge::Collections`] on the host's `collections` import.
+/// [`merge::Collections`] on the committed documents.
 struct HostCollections;
 
 impl merge::Collections for HostCollections {
@@ -118,5 +104,3 @@ impl merge::Collections for HostCollections {
             .collect()
     }
 }
-
-export!(Merge);

@@ -5,14 +5,12 @@
 //! - [`merge`]: the validation and merge rules and the `data` view, written
 //!   against the [`merge::State`] and [`merge::Collections`] traits so that
 //!   they build, test and benchmark natively.
-//! - `component` (wasm32 only): the one `wit_bindgen::generate!` call and the
-//!   glue from the `switchyard:plugin/transformer` world to [`merge`].
+//! - `component` (wasm32 only): [`merge`] as a `switchyard-plugin`
+//!   transformer.
 
 pub mod merge;
 
-// The generated export glue is `unsafe`; nothing else in the crate is.
 #[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
 mod component;
 
 pub use merge::{Action, Collections, Error, State, data_view, handle};

@@ -9,63 +9,47 @@
 //! for ever, until the host's hop limit stops it. Every event also upserts
 //! `relayed/<eventId>` so that tests can see which events it handled.
 
-// The generated export glue is `unsafe`; nothing else in the crate is.
-#![allow(unsafe_code)]
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "transformer",
-});
-
 use serde_json::{Map, Value};
-use switchyard::plugin::types::{Document, OutgoingEvent};
+use switchyard_plugin::{
+    Action, Event, HandleError, PluginInfo, Transformer, publish_raw, reject, upsert_raw,
+};
 
 struct Relay;
 
-impl Guest for Relay {
+impl Transformer for Relay {
     fn describe() -> PluginInfo {
-        let mut subscriptions = vec!["relay.#".to_owned()];
-        if cfg!(feature = "test-variant") {
-            subscriptions.push("relay2.#".to_owned());
-        }
-        PluginInfo {
-            name: "relay".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            subscriptions,
-            views: Vec::new(),
-        }
+        let subscriptions: &[&str] = if cfg!(feature = "test-variant") {
+            &["relay.#", "relay2.#"]
+        } else {
+            &["relay.#"]
+        };
+        PluginInfo::new("relay", env!("CARGO_PKG_VERSION"), subscriptions)
     }
 
     fn handle(event: Event) -> Result<Vec<Action>, HandleError> {
         let mut body: Map<String, Value> = match serde_json::from_str(&event.body) {
             Ok(Value::Object(body)) => body,
-            _ => return Err(HandleError::Reject("body is not a JSON object".to_owned())),
+            _ => return Err(reject("body is not a JSON object")),
         };
-        let mut actions = vec![Action::Upsert(Document {
-            collection: "relayed".to_owned(),
-            key: event.id.clone(),
-            json: format!("{{\"routingKey\":{}}}", Value::String(event.routing_key)),
-        })];
+        let routing_key = Value::String(event.routing_key);
+        let mut actions = vec![upsert_raw(
+            "relayed",
+            &event.id,
+            format!("{{\"routingKey\":{routing_key}}}"),
+        )];
         if let Some(Value::String(to)) = body.get("to").cloned() {
             let out = match body.remove("payload") {
                 Some(Value::Object(payload)) => payload,
-                Some(_) => return Err(HandleError::Reject("payload must be an object".to_owned())),
+                Some(_) => return Err(reject("payload must be an object")),
                 None => {
                     body.remove("eventId");
                     body
                 }
             };
-            actions.push(Action::Publish(OutgoingEvent {
-                routing_key: to,
-                body: Value::Object(out).to_string(),
-            }));
+            actions.push(publish_raw(&to, Value::Object(out).to_string()));
         }
         Ok(actions)
     }
-
-    fn view(_name: String, _after: Option<String>, _limit: u32) -> Result<ViewPage, String> {
-        Err("no views".to_owned())
-    }
 }
 
-export!(Relay);
+switchyard_plugin::export_transformer!(Relay);

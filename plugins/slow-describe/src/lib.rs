@@ -3,17 +3,11 @@
 //! it takes the whole deadline and then fails. What the API does while a
 //! load is in progress is tested with it.
 
-// The generated export glue is `unsafe`; nothing else in the crate is.
-#![allow(unsafe_code)]
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "transformer",
-});
+use switchyard_plugin::{Action, Event, HandleError, PluginInfo, Transformer};
 
 struct SlowDescribe;
 
-impl Guest for SlowDescribe {
+impl Transformer for SlowDescribe {
     fn describe() -> PluginInfo {
         let mut n: u64 = 0;
         loop {
@@ -24,10 +18,6 @@ impl Guest for SlowDescribe {
     fn handle(_: Event) -> Result<Vec<Action>, HandleError> {
         Ok(Vec::new())
     }
-
-    fn view(_: String, _: Option<String>, _: u32) -> Result<ViewPage, String> {
-        Err("no views".into())
-    }
 }
 
-export!(SlowDescribe);
+switchyard_plugin::export_transformer!(SlowDescribe);

@@ -1,0 +1,161 @@
+//! `switchyard plugin new <name> --lang rust [--producer]`: writes a plugin
+//! project that builds at once, outside this repository: the templates of
+//! `templates/` with the name filled in, and the guest SDK and the WIT this
+//! binary carries ([`bundle`](super::bundle)) under `switchyard/`, so the
+//! project depends on nothing but crates.io.
+//!
+//! Layout of a Rust project `demo/`: `Cargo.toml`, `src/lib.rs`,
+//! `events.jsonl` (a transcript with expectations, for `plugin test`; a
+//! transformer's only), `.gitignore`, `switchyard/sdk-rust/` (the
+//! `switchyard-plugin` crate, its `wit/` included).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::bundle;
+
+/// The language of a new project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    Rust,
+    Python,
+    Js,
+}
+
+/// What to make.
+#[derive(Debug, Clone)]
+pub struct NewPlugin {
+    /// The plugin's name: its queue, its folder, its crate.
+    pub name: String,
+    pub language: Language,
+    /// A producer instead of a transformer.
+    pub producer: bool,
+}
+
+mod rust {
+    pub const CARGO_TOML: &str = include_str!("templates/rust/Cargo.toml.tmpl");
+    pub const TRANSFORMER: &str = include_str!("templates/rust/transformer.rs.tmpl");
+    pub const PRODUCER: &str = include_str!("templates/rust/producer.rs.tmpl");
+    pub const EVENTS: &str = include_str!("templates/rust/events.jsonl.tmpl");
+    pub const GITIGNORE: &str = include_str!("templates/rust/gitignore.tmpl");
+}
+
+/// Writes the project `plugin` into `parent/<name>` (which must not exist
+/// or be empty) and returns its folder.
+pub fn create(parent: &Path, plugin: &NewPlugin) -> Result<PathBuf> {
+    check_name(&plugin.name)?;
+    let dir = parent.join(&plugin.name);
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} exists and is not empty: choose another name or folder",
+            dir.display()
+        );
+    }
+    match plugin.language {
+        Language::Rust => write_rust(&dir, plugin)?,
+        Language::Python | Language::Js => bail!(
+            "--lang {}: not yet; this switchyard makes Rust projects (--lang rust)",
+            match plugin.language {
+                Language::Python => "python",
+                _ => "js",
+            }
+        ),
+    }
+    dir.canonicalize()
+        .with_context(|| format!("finding {}", dir.display()))
+}
+
+fn write_rust(dir: &Path, plugin: &NewPlugin) -> Result<()> {
+    let fill = |template: &str| {
+        template.replace("{{name}}", &plugin.name).replace(
+            "{{sdk_features}}",
+            if plugin.producer {
+                ", default-features = false, features = [\"producer\"]"
+            } else {
+                ""
+            },
+        )
+    };
+    write(dir, "Cargo.toml", &fill(rust::CARGO_TOML))?;
+    write(dir, ".gitignore", rust::GITIGNORE)?;
+    if plugin.producer {
+        write(dir, "src/lib.rs", &fill(rust::PRODUCER))?;
+    } else {
+        write(dir, "src/lib.rs", &fill(rust::TRANSFORMER))?;
+        write(dir, "events.jsonl", &fill(rust::EVENTS))?;
+    }
+    let sdk = dir.join("switchyard").join("sdk-rust");
+    for (path, text) in bundle::SDK_RUST {
+        write(&sdk, path, text)?;
+    }
+    for (path, text) in bundle::WIT {
+        write(&sdk.join("wit"), path, text)?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `dir/relative`, making folders.
+fn write(dir: &Path, relative: &str, text: &str) -> Result<()> {
+    let path = dir.join(relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A plugin name names its queue, its folder and its crate: 1-64
+/// lowercase letters, digits or `-`, starting with a letter.
+fn check_name(name: &str) -> Result<()> {
+    let ok = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        bail!(
+            "plugin name {name:?} must be 1-64 lowercase letters, digits or '-', starting with a letter"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("demo").is_ok());
+        assert!(check_name("crm-sync2").is_ok());
+        for bad in ["", "Demo", "2fast", "a_b", "a b", "../x", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn templates_have_no_placeholder_left() {
+        let plugin = NewPlugin {
+            name: "demo".into(),
+            language: Language::Rust,
+            producer: true,
+        };
+        let dir = std::env::temp_dir().join(format!("switchyard-scaffold-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let made = create(&dir, &plugin).unwrap();
+        for file in ["Cargo.toml", "src/lib.rs"] {
+            let text = std::fs::read_to_string(made.join(file)).unwrap();
+            assert!(!text.contains("{{"), "{file}: {text}");
+        }
+        assert!(made.join("switchyard/sdk-rust/wit/worlds.wit").is_file());
+        let again = create(&dir, &plugin).unwrap_err().to_string();
+        assert!(again.contains("is not empty"), "{again}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
