@@ -2,13 +2,15 @@
 //! needs one command for each job.
 //!
 //! - `build`  host + every plugin; shipped plugins land in `plugins/<name>.wasm`,
-//!   test fixtures in `target/test-plugins/<name>.wasm`
+//!   test fixtures in `target/test-plugins/<name>.wasm` (the Python and
+//!   JavaScript merges too: see [`guests`])
 //! - `run`    build (release), start the demo upstreams and the host (broker or embedded bus)
 //! - `test`   build the plugins, make sure a broker and PostgreSQL are reachable, run all tests
 //! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, `languages`, or all;
 //!   `throughput --store postgres` commits to PostgreSQL)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
+mod guests;
 mod stack;
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -47,7 +49,9 @@ const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("build") => build_plugins().and_then(|()| cargo(&["build", "-p", "switchyard"])),
+        Some("build") => build_plugins()
+            .and_then(|()| guests::build(&root()))
+            .and_then(|()| cargo(&["build", "-p", "switchyard"])),
         Some("run") => run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
@@ -357,6 +361,7 @@ fn run(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     build_plugins()?;
+    guests::build(&root())?;
     ensure_broker()?;
     ensure_postgres()?;
     let mut cargo_args = vec![

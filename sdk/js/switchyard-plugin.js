@@ -1,0 +1,293 @@
+// Switchyard's JavaScript guest library: write a transformer plugin as an
+// object with describe/handle/view.
+//
+// Owns the glue between an author's plugin object and the bindings that
+// componentize-js generates for the `switchyard:plugin/transformer` world:
+// events in, actions and view pages out, reject/retry mapped to the world's
+// `handle-error`, and JSON helpers for state, collections and bodies. It does
+// not build anything: `cargo xtask build` (or `componentize-js --wit wit
+// --world-name transformer`) does.
+//
+// An author writes (and the app module re-exports what `plugin` returns):
+//
+//   import { plugin, upsert, reject } from "../../sdk/js/switchyard-plugin.js";
+//   export const { describe, handle, view } = plugin({
+//     describe: () => ({ name: "hello", version: "0.1.0-js", subscriptions: ["customer.*"] }),
+//     handle(event) {
+//       const body = event.json();
+//       if (typeof body.id !== "string") reject('"id" is required');
+//       return [upsert("hellos", body.id, { seen: true })];
+//     },
+//   });
+//
+// JSON numbers: `parseJson` (and `event.json()`) read every number as a JS
+// number, except those a number would change: an integer beyond 2^53 and a
+// number written with a fraction or exponent whose value is whole (`2.0`,
+// `1e2`) come back as a `JsonNumber` holding their text, which `toJson`
+// writes back unchanged. So a plugin can tell `2` from `2.0` and never
+// rounds a large id or count.
+
+import * as hostState from "switchyard:plugin/state@0.1.1";
+import * as hostCollections from "switchyard:plugin/collections@0.1.1";
+import { log as hostLog } from "switchyard:plugin/log@0.1.1";
+
+/** A number whose text a JS number would not keep: see the file comment. */
+export class JsonNumber {
+  constructor(text) {
+    this.text = text;
+    this.isInteger = !/[.eE]/.test(text);
+  }
+  valueOf() {
+    return Number(this.text);
+  }
+  toString() {
+    return this.text;
+  }
+}
+
+/** Thrown by `reject`: the event goes to the dead-letter queue. */
+export class Reject extends Error {
+  constructor(reason) {
+    super(reason);
+    this.reason = reason;
+  }
+}
+
+/** Thrown by `retry`: the host delivers the event again later. */
+export class Retry extends Error {
+  constructor(reason) {
+    super(reason);
+    this.reason = reason;
+  }
+}
+
+export function reject(reason) {
+  throw new Reject(reason);
+}
+
+export function retry(reason) {
+  throw new Retry(reason);
+}
+
+const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+const SPACE = /[ \t\n\r]*/y;
+
+/** Parses JSON text like `JSON.parse`, keeping numbers exact (see above).
+ *  `onDuplicate(key, depth)` is called for a key given twice in one object. */
+export function parseJson(text, onDuplicate) {
+  let pos = 0;
+  const fail = (what) => {
+    throw new SyntaxError(`${what} at position ${pos}`);
+  };
+  const space = () => {
+    SPACE.lastIndex = pos;
+    SPACE.exec(text);
+    pos = SPACE.lastIndex;
+  };
+  const string = () => {
+    const start = pos;
+    pos += 1;
+    for (;;) {
+      const c = text.charCodeAt(pos);
+      if (Number.isNaN(c)) fail("unterminated string");
+      if (c === 34) break;
+      pos += c === 92 ? 2 : 1;
+    }
+    pos += 1;
+    return JSON.parse(text.slice(start, pos));
+  };
+  const value = (depth) => {
+    space();
+    const c = text[pos];
+    if (c === "{") {
+      pos += 1;
+      const object = {};
+      space();
+      if (text[pos] === "}") {
+        pos += 1;
+        return object;
+      }
+      for (;;) {
+        space();
+        if (text[pos] !== '"') fail("expected a key");
+        const key = string();
+        space();
+        if (text[pos] !== ":") fail("expected ':'");
+        pos += 1;
+        const item = value(depth + 1);
+        if (onDuplicate && Object.prototype.hasOwnProperty.call(object, key)) {
+          onDuplicate(key, depth);
+        }
+        Object.defineProperty(object, key, {
+          value: item, enumerable: true, writable: true, configurable: true,
+        });
+        space();
+        if (text[pos] === ",") {
+          pos += 1;
+        } else if (text[pos] === "}") {
+          pos += 1;
+          return object;
+        } else fail("expected ',' or '}'");
+      }
+    }
+    if (c === "[") {
+      pos += 1;
+      const array = [];
+      space();
+      if (text[pos] === "]") {
+        pos += 1;
+        return array;
+      }
+      for (;;) {
+        array.push(value(depth + 1));
+        space();
+        if (text[pos] === ",") {
+          pos += 1;
+        } else if (text[pos] === "]") {
+          pos += 1;
+          return array;
+        } else fail("expected ',' or ']'");
+      }
+    }
+    if (c === '"') return string();
+    if (text.startsWith("true", pos)) {
+      pos += 4;
+      return true;
+    }
+    if (text.startsWith("false", pos)) {
+      pos += 5;
+      return false;
+    }
+    if (text.startsWith("null", pos)) {
+      pos += 4;
+      return null;
+    }
+    NUMBER.lastIndex = pos;
+    const m = NUMBER.exec(text);
+    if (!m) fail("expected a JSON value");
+    pos = NUMBER.lastIndex;
+    const number = Number(m[0]);
+    const written = m[1] === undefined && m[2] === undefined;
+    if (written ? Number.isSafeInteger(number) : !Number.isInteger(number)) {
+      return number;
+    }
+    return new JsonNumber(m[0]);
+  };
+  const result = value(0);
+  space();
+  if (pos !== text.length) fail("trailing characters");
+  return result;
+}
+
+/** `value` as compact JSON text; a `JsonNumber` keeps its text. */
+export function toJson(value) {
+  if (value instanceof JsonNumber) return value.text;
+  if (typeof value === "bigint") return value.toString();
+  if (Array.isArray(value)) return `[${value.map((v) => toJson(v ?? null)).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const parts = [];
+    for (const key of Object.keys(value)) {
+      if (value[key] !== undefined) parts.push(`${JSON.stringify(key)}:${toJson(value[key])}`);
+    }
+    return `{${parts.join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The action writing JSON `value` under `key` in `collection`. */
+export function upsert(collection, key, value) {
+  return { tag: "upsert", val: { collection, key, json: toJson(value) } };
+}
+
+/** The action removing the document under `key` in `collection`. */
+export function remove(collection, key) {
+  return { tag: "delete", val: { collection, key } };
+}
+
+/** The action publishing `body` (an object) to the exchange after commit. */
+export function publish(routingKey, body) {
+  return { tag: "publish", val: { routingKey, body: toJson(body) } };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The plugin's private key-value state (read-your-writes, committed with
+ *  the batch, discarded with a rejected event). */
+export const state = {
+  get: (key) => hostState.get(key),
+  set: (key, bytes) => hostState.set(key, typeof bytes === "string" ? encoder.encode(bytes) : bytes),
+  delete: (key) => hostState.delete(key),
+  getJson(key, fallback = undefined) {
+    const raw = hostState.get(key);
+    return raw === undefined || raw === null ? fallback : parseJson(decoder.decode(raw));
+  },
+  setJson: (key, value) => hostState.set(key, encoder.encode(toJson(value))),
+};
+
+/** Read-only access to documents committed by earlier batches. */
+export const collections = {
+  get: (collection, key) => hostCollections.get(collection, key),
+  getJson(collection, key) {
+    const raw = hostCollections.get(collection, key);
+    return raw === undefined || raw === null ? undefined : parseJson(raw);
+  },
+  /** Up to `limit` `[key, jsonText]` pairs with keys after `after`. */
+  scan: (collection, after, limit) =>
+    hostCollections.scan(collection, after ?? undefined, limit).map((e) => [e.key, e.json]),
+};
+
+/** Log lines the host writes under the plugin's name. */
+export const log = Object.fromEntries(
+  ["trace", "debug", "info", "warn", "error"].map((level) => [level, (m) => hostLog(level, String(m))]),
+);
+
+/** The exports of the transformer world, driving `impl` (an object with
+ *  `describe()`, `handle(event)` returning actions, and `view(name, after,
+ *  limit)` returning `{items, next}` with items as JSON values). */
+export function plugin(impl) {
+  return {
+    describe() {
+      const info = impl.describe();
+      return {
+        name: info.name,
+        version: info.version,
+        subscriptions: info.subscriptions ?? [],
+        views: info.views ?? [],
+      };
+    },
+    handle(event) {
+      const wrapped = {
+        id: event.id,
+        routingKey: event.routingKey,
+        body: event.body,
+        receivedAtMs: event.receivedAtMs,
+        json: () => {
+          try {
+            return parseJson(event.body);
+          } catch (e) {
+            return reject(`body is not readable: ${e.message}`);
+          }
+        },
+      };
+      try {
+        return impl.handle(wrapped) ?? [];
+      } catch (e) {
+        if (e instanceof Reject) throw { tag: "reject", val: e.reason };
+        if (e instanceof Retry) throw { tag: "retry", val: e.reason };
+        throw e;
+      }
+    },
+    view(name, after, limit) {
+      if (!impl.view) throw `unknown view ${name}`;
+      let page;
+      try {
+        page = impl.view(name, after ?? undefined, limit);
+      } catch (e) {
+        if (e instanceof Reject || e instanceof Retry) throw e.reason;
+        throw e;
+      }
+      return { items: page.items.map(toJson), next: page.next ?? undefined };
+    },
+  };
+}
