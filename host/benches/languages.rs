@@ -29,7 +29,10 @@ fn main() -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let builds: [(&str, PathBuf); 3] = [
         ("Rust WASM", root.join("plugins/merge.wasm")),
-        ("Python WASM", root.join("target/test-plugins/merge-py.wasm")),
+        (
+            "Python WASM",
+            root.join("target/test-plugins/merge-py.wasm"),
+        ),
         ("JS WASM", root.join("target/test-plugins/merge-js.wasm")),
     ];
     println!(
@@ -41,7 +44,10 @@ fn main() -> Result<()> {
         "{:<12} {:>10} {:>10} {:>12} {:>12} {:>10} {:>9}",
         "build", "us/event", "x native", "size", "compile ms", "cached ms", "mem MiB"
     );
-    println!("{:<12} {native:>10.2} {:>10.2} {:>12} {:>12} {:>10} {:>9}", "native", 1.0, "-", "-", "-", "-");
+    println!(
+        "{:<12} {native:>10.2} {:>10.2} {:>12} {:>12} {:>10} {:>9}",
+        "native", 1.0, "-", "-", "-", "-"
+    );
     for (name, file) in &builds {
         let m = measure(file, &events, rounds)
             .with_context(|| format!("{name} ({})", file.display()))?;
@@ -68,7 +74,13 @@ struct Measured {
 
 fn engine(dir: &Path, cache: Option<&Path>) -> Result<PluginEngine> {
     let db = Store::sqlite(dir)?;
-    PluginEngine::new(db, Duration::from_secs(30), MEMORY_CAP, cache, Default::default())
+    PluginEngine::new(
+        db,
+        Duration::from_secs(30),
+        MEMORY_CAP,
+        cache,
+        Default::default(),
+    )
 }
 
 fn load(engine: &PluginEngine, file: &Path, wasm: &[u8]) -> Result<LoadedPlugin> {
@@ -133,20 +145,31 @@ fn generate(n: usize) -> Vec<Event> {
     (0..n)
         .map(|i| {
             let id = format!("00000000-0000-4000-8000-{i:012x}");
-            let at = format!("2026-11-24T08:{:02}:{:02}.{:03}Z", i / 60_000 % 60, i / 1000 % 60, i % 1000);
+            let at = format!(
+                "2026-11-24T08:{:02}:{:02}.{:03}Z",
+                i / 60_000 % 60,
+                i / 1000 % 60,
+                i % 1000
+            );
             let entity = (i / 2) % 1000;
             let (routing_key, body) = if i % 2 == 0 {
-                ("customer.created", serde_json::json!({
-                    "id": format!("c{entity}"), "name": format!("customer-{entity:04}"),
-                    "email": format!("customer-{entity:04}@example.com"), "eventId": id,
-                    "eventType": "customer.created", "timestamp": at,
-                }))
+                (
+                    "customer.created",
+                    serde_json::json!({
+                        "id": format!("c{entity}"), "name": format!("customer-{entity:04}"),
+                        "email": format!("customer-{entity:04}@example.com"), "eventId": id,
+                        "eventType": "customer.created", "timestamp": at,
+                    }),
+                )
             } else {
-                ("inventory.updated", serde_json::json!({
-                    "eventId": id, "eventType": "inventory.updated", "timestamp": at,
-                    "id": format!("p{entity}"), "name": format!("product-{entity:04}"),
-                    "stock": (i * 37) % 1000,
-                }))
+                (
+                    "inventory.updated",
+                    serde_json::json!({
+                        "eventId": id, "eventType": "inventory.updated", "timestamp": at,
+                        "id": format!("p{entity}"), "name": format!("product-{entity:04}"),
+                        "stock": (i * 37) % 1000,
+                    }),
+                )
             };
             Event {
                 id,

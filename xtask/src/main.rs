@@ -551,7 +551,10 @@ mod tests {
     #[test]
     fn bench_runs_one_benchmark_or_all_and_throughput_on_either_store() {
         let all = plan(&[]).unwrap();
-        assert_eq!(all.benches, ["throughput", "reload", "producer", "languages"]);
+        assert_eq!(
+            all.benches,
+            ["throughput", "reload", "producer", "languages"]
+        );
         assert_eq!(all.store, "sqlite");
         let pg = plan(&["throughput", "--store", "postgres"]).unwrap();
         assert_eq!(
