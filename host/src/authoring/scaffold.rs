@@ -231,4 +231,63 @@ mod tests {
         assert!(again.contains("is not empty"), "{again}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn python_and_js_projects_are_whole_and_pin_the_toolchain() {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-scaffold-pj-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (language, files) in [
+            (
+                Language::Python,
+                &["app.py", MARKER, "README.md", "events.jsonl"][..],
+            ),
+            (
+                Language::Js,
+                &[
+                    "app.js",
+                    MARKER,
+                    "package.json",
+                    "package-lock.json",
+                    "README.md",
+                    "events.jsonl",
+                ][..],
+            ),
+        ] {
+            let name = format!("demo-{language:?}").to_lowercase();
+            let plugin = NewPlugin {
+                name: name.clone(),
+                language,
+                producer: false,
+            };
+            let made = create(&dir, &plugin).unwrap();
+            for file in files {
+                let text = std::fs::read_to_string(made.join(file)).unwrap();
+                assert!(!text.contains("{{"), "{file}: {text}");
+            }
+            assert!(made.join("switchyard/wit/worlds.wit").is_file());
+            if language == Language::Js {
+                // The project's dependencies are the toolchain's, so that its
+                // lock file (the toolchain's, renamed) holds.
+                let read = |path: &Path| -> serde_json::Value {
+                    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+                };
+                let project = read(&made.join("package.json"));
+                let toolchain = read(&made.join("switchyard/sdk-js/toolchain/package.json"));
+                assert_eq!(project["dependencies"], toolchain["dependencies"]);
+                let lock = read(&made.join("package-lock.json"));
+                assert_eq!(lock["name"], name.as_str());
+                assert_eq!(lock["packages"][""]["name"], name.as_str());
+            }
+            let producer = NewPlugin {
+                name: "ticker".into(),
+                language,
+                producer: true,
+            };
+            let refused = create(&dir, &producer).unwrap_err().to_string();
+            assert!(refused.contains("Rust-only"), "{refused}");
+            assert!(!dir.join("ticker").exists());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
