@@ -1,6 +1,7 @@
 //! `switchyard plugin build`, as the real binary: a folder that is no
 //! project, and projects whose toolchain is missing, are refused with what
-//! to do, each naming the command that installs it. (Projects that build
+//! to do, each naming the command that installs it; a JS build script that
+//! writes no component is caught. (Projects that build
 //! are the scaffolds of `plugin new`, built end to end in `plugin_new.rs`.)
 
 use std::path::Path;
@@ -82,6 +83,28 @@ fn a_rust_project_without_cargo_says_how_to_install_rust() {
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("cargo is not installed: install Rust with rustup"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_js_build_script_that_writes_no_component_is_caught_even_over_an_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("package.json"),
+        r#"{"name": "js-demo", "private": true, "scripts": {"build": "node -e 0"}}"#,
+    )
+    .unwrap();
+    std::fs::write(d.join("switchyard-plugin.toml"), "name = \"js-demo\"\n").unwrap();
+    std::fs::create_dir(d.join("node_modules")).unwrap();
+    // A component from an earlier build must not pass for this one's.
+    std::fs::write(d.join("js-demo.wasm"), "stale").unwrap();
+    let out = build(d, None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("did not write") && stderr(&out).contains("js-demo.wasm"),
         "{}",
         stderr(&out)
     );

@@ -7,8 +7,9 @@
 //! - Python (`app.py` and a [`MARKER`] saying `language = "python"`):
 //!   `componentize-py` against the project's `switchyard/wit`, with the
 //!   guest library `switchyard/sdk-python` on the path.
-//! - JavaScript (`package.json`): `npm run build`, which must write
-//!   `<name>.wasm` (the scaffold's does, with componentize-js).
+//! - JavaScript (`package.json` and a [`MARKER`] saying `language = "js"`):
+//!   `npm run build`, which must write `<name>.wasm` (the scaffold's does,
+//!   with componentize-js).
 //!
 //! A missing toolchain stops the build with the command that installs it.
 //! Tool output goes to stderr; nothing but the component's path is
@@ -243,6 +244,14 @@ fn build_js(dir: &Path) -> Result<PathBuf> {
             dir.display()
         );
     }
+    let out = dir.join(format!("{}.wasm", marker.name));
+    // So that a build script that writes nothing is caught below.
+    match std::fs::remove_file(&out) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing the old {}", out.display()));
+        }
+        _ => {}
+    }
     run(
         Command::new("npm").args(["run", "build"]).current_dir(dir),
         "npm run build",
@@ -254,7 +263,6 @@ fn build_js(dir: &Path) -> Result<PathBuf> {
             e
         }
     })?;
-    let out = dir.join(format!("{}.wasm", marker.name));
     if !out.is_file() {
         bail!(
             "`npm run build` did not write {}: its build script must",

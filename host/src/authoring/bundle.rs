@@ -1,11 +1,12 @@
 //! What `switchyard plugin new` writes into a project besides its
-//! templates: the Rust guest SDK (`sdk/rust`, crate `switchyard-plugin`)
-//! and the WIT package (`wit/`, WASI deps included), as this binary was
-//! built with them, so that a project outside this repository builds
-//! against exactly the contract the host loads.
+//! templates: the guest SDKs (`sdk/rust`, crate `switchyard-plugin`;
+//! `sdk/python`; `sdk/js` with its pinned toolchain's package files) and
+//! the WIT package (`wit/`, WASI deps included), as this binary was built
+//! with them, so that a project outside this repository builds against
+//! exactly the contract the host loads.
 //!
 //! The lists are checked against the folders by this module's tests: a new
-//! file in `sdk/rust/src` or `wit/` must be added here.
+//! file in `sdk/` or `wit/` must be added here.
 
 /// `sdk/rust`, by path within it (its `wit/` is [`WIT`]).
 pub const SDK_RUST: &[(&str, &str)] = &[
@@ -45,6 +46,31 @@ pub const SDK_RUST: &[(&str, &str)] = &[
     (
         "src/transformer.rs",
         include_str!("../../../sdk/rust/src/transformer.rs"),
+    ),
+];
+
+/// `sdk/python`, by path within it (the `switchyard_plugin` package).
+pub const SDK_PYTHON: &[(&str, &str)] = &[
+    (".gitignore", include_str!("../../../sdk/python/.gitignore")),
+    (
+        "switchyard_plugin/__init__.py",
+        include_str!("../../../sdk/python/switchyard_plugin/__init__.py"),
+    ),
+];
+
+/// `sdk/js`, by path within it: the library and the toolchain's pins.
+pub const SDK_JS: &[(&str, &str)] = &[
+    (
+        "switchyard-plugin.js",
+        include_str!("../../../sdk/js/switchyard-plugin.js"),
+    ),
+    (
+        "toolchain/package.json",
+        include_str!("../../../sdk/js/toolchain/package.json"),
+    ),
+    (
+        "toolchain/package-lock.json",
+        include_str!("../../../sdk/js/toolchain/package-lock.json"),
     ),
 ];
 
@@ -121,13 +147,27 @@ mod tests {
     }
 
     #[test]
-    fn every_file_of_the_sdk_and_the_wit_is_bundled() {
+    fn every_file_of_the_sdks_and_the_wit_is_bundled() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let sdk = repo.join("sdk/rust");
         let mut found = Vec::new();
         files(&sdk, &sdk, &["wit", "target", "Cargo.lock"], &mut found);
         found.sort();
         assert_eq!(found, listed(super::SDK_RUST), "update bundle::SDK_RUST");
+        let sdk = repo.join("sdk/python");
+        let mut found = Vec::new();
+        files(&sdk, &sdk, &["switchyard_plugin/__pycache__"], &mut found);
+        found.sort();
+        assert_eq!(
+            found,
+            listed(super::SDK_PYTHON),
+            "update bundle::SDK_PYTHON"
+        );
+        let sdk = repo.join("sdk/js");
+        let mut found = Vec::new();
+        files(&sdk, &sdk, &["toolchain/node_modules"], &mut found);
+        found.sort();
+        assert_eq!(found, listed(super::SDK_JS), "update bundle::SDK_JS");
         let wit = repo.join("wit");
         let mut found = Vec::new();
         files(&wit, &wit, &[], &mut found);
