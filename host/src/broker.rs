@@ -255,11 +255,20 @@ async fn declare_plugin_queues(
 
 /// Binds a plugin's queue to the exchange with each of `keys`.
 pub async fn bind(channel: &Channel, config: &Config, plugin: &str, keys: &[String]) -> Result<()> {
-    let queue = config.queue_name(plugin);
+    bind_queue(channel, config, &config.queue_name(plugin), keys).await
+}
+
+/// Binds `queue` to the exchange with each of `keys`.
+pub async fn bind_queue(
+    channel: &Channel,
+    config: &Config,
+    queue: &str,
+    keys: &[String],
+) -> Result<()> {
     for key in keys {
         channel
             .queue_bind(
-                ShortString::from(queue.as_str()),
+                ShortString::from(queue),
                 ShortString::from(config.exchange.as_str()),
                 ShortString::from(key.as_str()),
                 QueueBindOptions::default(),

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{FieldTable, ShortString};
 
 use super::scratch::Scratch;
@@ -98,18 +96,7 @@ async fn record_on(
         )
         .await
         .with_context(|| format!("declaring the recording queue {queue:?}"))?;
-    for key in subscriptions {
-        channel
-            .queue_bind(
-                ShortString::from(queue.as_str()),
-                ShortString::from(config.exchange.as_str()),
-                ShortString::from(key.as_str()),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("binding {queue:?} to {:?} with {key:?}", config.exchange))?;
-    }
+    crate::broker::bind_queue(&channel, config, &queue, subscriptions).await?;
     let mut consumer = channel
         .basic_consume(
             ShortString::from(queue.as_str()),
