@@ -13,6 +13,8 @@ use common::upstream::{Paging, Upstream};
 use common::{TestBroker, TestHost, customer_event, eventually};
 
 const PLUGINS: [&str; 2] = ["merge", "relay"];
+/// Most messages one search of a dead-letter queue looks at (README).
+const SEARCH_LIMIT: usize = 10_000;
 
 /// The journey of `id`, asked with the id percent-encoded.
 async fn journey(host: &TestHost, id: &str) -> Value {
@@ -260,4 +262,65 @@ async fn an_events_journey_on_the_embedded_bus() {
     assert_eq!(entry(&j, "merge")["status"], "applied", "{j}");
     assert!(is_rfc3339(&entry(&j, "merge")["appliedAt"]), "{j}");
     host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_dead_letter_queue_is_searched_in_part_and_left_whole() {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+
+    let host = TestHost::start(&PLUGINS).await;
+    host.wait_healthy().await;
+    // More dead letters than one search looks at: the first is the one
+    // asked for, the last one too (past the bound).
+    let n = SEARCH_LIMIT + 1;
+    let dlq = host.config.dead_letter_queue("relay");
+    let broker = TestBroker::connect(&host.config).await;
+    let mut confirms = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = if i == 0 || i == n - 1 {
+            "needle"
+        } else {
+            "hay"
+        };
+        let body = json!({ "eventId": id, "i": i }).to_string();
+        confirms.push(
+            broker
+                .channel
+                .basic_publish(
+                    "".into(),
+                    dlq.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    BasicProperties::default(),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    for c in futures_util::future::join_all(confirms).await {
+        assert!(c.unwrap().is_ack());
+    }
+    broker.close().await;
+
+    let j = journey(&host, "needle").await;
+    let relay = entry(&j, "relay");
+    assert_eq!(relay["status"], "dead-lettered", "the oldest is found: {j}");
+    let search = &relay["deadLetterSearch"];
+    assert_eq!(search["complete"], false, "{j}");
+    assert_eq!(search["inQueue"], n, "{j}");
+    let searched = search["searched"].as_u64().unwrap();
+    assert!(
+        (1..n as u64).contains(&searched),
+        "cut at the bound or the time limit: {j}"
+    );
+    assert_eq!(j["complete"], false);
+    assert!(
+        entry(&j, "merge").get("deadLetterSearch").is_none(),
+        "merge's empty queue was searched whole: {j}"
+    );
+    let (_, listed) = host.get("/plugins/relay/dlq?limit=1").await;
+    assert_eq!(listed["total"], n, "nothing taken out: {listed}");
+    assert_eq!(listed["items"][0]["event_id"], "needle", "order kept");
+    host.cleanup(&PLUGINS).await;
 }
