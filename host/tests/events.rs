@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use common::upstream::{Paging, Upstream};
 use common::{TestBroker, TestHost, customer_event, eventually};
@@ -322,5 +323,47 @@ async fn a_long_dead_letter_queue_is_searched_in_part_and_left_whole() {
     let (_, listed) = host.get("/plugins/relay/dlq?limit=1").await;
     assert_eq!(listed["total"], n, "nothing taken out: {listed}");
     assert_eq!(listed["items"][0]["event_id"], "needle", "order kept");
+    host.cleanup(&PLUGINS).await;
+}
+
+/// An id PostgreSQL could not index (over 2.7 kB, incompressible) used to
+/// fail every commit of its batch, and the batch ran again for ever: now
+/// such an id is dead-lettered before the plugin, and the queue flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_id_too_long_to_index_is_dead_lettered_on_postgres() {
+    let host = TestHost::start_on(common::backend::Backend::Postgres, &PLUGINS).await;
+    host.wait_healthy().await;
+    // Hex of a hash chain: nothing for PostgreSQL to compress.
+    let huge: String = (0u32..)
+        .flat_map(|i| hex::encode(sha2::Sha256::digest(i.to_be_bytes())).into_bytes())
+        .take(3000)
+        .map(char::from)
+        .collect();
+    let broker = TestBroker::connect(&host.config).await;
+    let customer = |id: &str, c: &str| {
+        (
+            "customer.created".to_owned(),
+            customer_event(id, c, "ann", "2026-01-01T00:00:00Z"),
+        )
+    };
+    // Merge keeps customers by their own id: the event id is only
+    // recorded as applied.
+    broker
+        .publish_many(&[customer(&huge, "c1"), customer("after-the-huge-one", "c2")])
+        .await;
+    broker.close().await;
+    let j = wait_status(&host, "after-the-huge-one", "merge", "applied").await;
+    assert_eq!(j["complete"], true, "{j}");
+    let (_, dlq) = host.get("/plugins/merge/dlq").await;
+    assert_eq!(dlq["total"], 1, "{dlq}");
+    assert!(
+        dlq["items"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("eventId is 3000 bytes long, over the limit of 1024"),
+        "{dlq}"
+    );
+    let (status, health) = host.get("/health").await;
+    assert_eq!(status, 200, "the store never failed: {health}");
     host.cleanup(&PLUGINS).await;
 }
