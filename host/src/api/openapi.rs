@@ -58,8 +58,9 @@ impl utoipa::Modify for BearerScheme {
 }
 
 /// Adds to every operation the answers of the layers in front of all
-/// routes: 503 when the request time limit passes, and 401 where the
-/// operation may need the token.
+/// routes: 414 and 431 from the HTTP server (a request line or headers
+/// over its limits, answered before any route), 503 when the request time
+/// limit passes, and 401 where the operation may need the token.
 pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
     for item in doc.paths.paths.values_mut() {
         let operations = [
@@ -83,6 +84,17 @@ fn add_layer_answers(operation: &mut Operation) {
             .build()
     };
     let answers = &mut operation.responses.responses;
+    for (status, what) in [
+        ("414", "The URI is over the HTTP server's limit (no body)"),
+        (
+            "431",
+            "The headers are over the HTTP server's limit (no body)",
+        ),
+    ] {
+        answers
+            .entry(status.into())
+            .or_insert_with(|| ResponseBuilder::new().description(what).build().into());
+    }
     answers.entry("503".into()).or_insert_with(|| {
         ResponseBuilder::new()
             .description(
