@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{ApiError, AppState, ErrorBody, PageParams, blocking};
+use super::{ApiError, AppState, ErrorBody, PageParams, blocking, storable};
 use crate::config::Config;
 use crate::dead_letters::DeadLetter;
 use crate::plugins::registry::{LoadFailure, PluginStatus};
@@ -129,7 +129,9 @@ pub(super) struct VersionCount {
 
 /// The `{name}` of a plugin route.
 fn plugin_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    Ok(path?.0)
+    let Path(name) = path?;
+    storable("the plugin name", &name)?;
+    Ok(name)
 }
 
 /// How many events each version of a plugin applied (by sha256), within

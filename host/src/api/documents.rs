@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{ApiError, AppState, ErrorBody, PageParams, Paged};
+use super::{ApiError, AppState, ErrorBody, PageParams, Paged, storable};
 
 #[utoipa::path(
     get,
@@ -32,10 +32,12 @@ pub(super) async fn collection(
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Paged<KeyedDocument>>, ApiError> {
     let Path(name) = name?;
+    storable("the collection name", &name)?;
     let params = params?.0;
     let limit = params.limit()?;
+    let after = params.after()?.map(str::to_owned);
     let page =
-        s.db.call(move |db| db.scan(&name, params.after.as_deref(), limit))
+        s.db.call(move |db| db.scan(&name, after.as_deref(), limit))
             .await?;
     let items = page
         .entries
@@ -73,6 +75,8 @@ pub(super) async fn document(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Box<RawValue>>, ApiError> {
     let Path((name, key)) = path?;
+    storable("the collection name", &name)?;
+    storable("the key", &key)?;
     let (n, k) = (name.clone(), key.clone());
     let doc = s.db.call(move |db| db.document(&n, &k)).await?;
     let doc = doc

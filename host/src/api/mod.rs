@@ -176,6 +176,14 @@ pub(super) struct PageParams {
 }
 
 impl PageParams {
+    /// The cursor, if any.
+    pub(super) fn after(&self) -> Result<Option<&str>, ApiError> {
+        self.after
+            .as_deref()
+            .map(|after| storable("after", after))
+            .transpose()
+    }
+
     pub(super) fn limit(&self) -> Result<u32, ApiError> {
         match self.limit.as_deref() {
             None => Ok(DEFAULT_PAGE),
@@ -187,6 +195,17 @@ impl PageParams {
             },
         }
     }
+}
+
+/// `value` if the store can hold it: PostgreSQL refuses NUL in text, so a
+/// name, key or cursor with one is a bad request rather than a store error.
+pub(super) fn storable<'a>(what: &str, value: &'a str) -> Result<&'a str, ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "{what} must not contain NUL characters"
+        )));
+    }
+    Ok(value)
 }
 
 /// A page of any listing: `{"items": [...], "next": <cursor or null>}`.

@@ -91,12 +91,13 @@ async fn serve_view(
     params: PageParams,
 ) -> Result<Json<Paged<Box<RawValue>>>, ApiError> {
     let limit = params.limit()?;
+    let after = params.after()?.map(str::to_owned);
     let (view, db) = (view.to_owned(), db.clone());
     let answer = blocking(move || {
         let version = plugin.current();
         // Read-only: the transaction only syncs the cache, and is dropped.
         let result = match StateTxn::begin(&plugin, &db, || version.transformer()) {
-            Ok(Some(mut txn)) => Ok(txn.instance().view(&view, params.after.as_deref(), limit)),
+            Ok(Some(mut txn)) => Ok(txn.instance().view(&view, after.as_deref(), limit)),
             Ok(None) => Ok(Ok(Err(format!(
                 "{} is a producer: it serves no views",
                 plugin.name
