@@ -19,7 +19,7 @@ use crate::store::{StoredDeadLetter, now_ms};
 const REPLAY_CHUNK: usize = 200;
 
 /// One dead letter, as `switchyard dlq list` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub routing_key: String,
     pub event_id: Option<String>,

@@ -423,33 +423,49 @@ fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The Python the tests run Prometheus's own parser in: a venv under
-/// `target/tools/test-py` with the pinned `prometheus-client`, made on
-/// first use.
+/// The Python the tests run Prometheus's own parser and schemathesis in: a
+/// venv under `target/tools/test-py` with the pinned packages, made on
+/// first use and brought to the pins again when they change.
 fn test_python() -> Result<std::path::PathBuf> {
-    const PINNED: &str = "prometheus-client==0.21.1";
+    const PINNED: [&str; 2] = ["prometheus-client==0.21.1", "schemathesis==4.32.5"];
     let venv = root().join("target/tools/test-py");
     let python = venv.join("bin/python");
-    let marker = venv.join(PINNED);
+    // The marker names every pin: a changed pin misses it and reinstalls.
+    let marker = venv.join(format!("pinned-{}", PINNED.join("-")));
     if marker.exists() {
         return Ok(python);
     }
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .context("running python3 -m venv: install Python 3 (Debian: apt-get install python3 python3-venv)")?;
-    if !made.success() {
-        bail!(
-            "python3 -m venv failed: install the venv module (Debian: apt-get install python3-venv)"
-        );
+    if !python.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .context("running python3 -m venv: install Python 3 (Debian: apt-get install python3 python3-venv)")?;
+        if !made.success() {
+            bail!(
+                "python3 -m venv failed: install the venv module (Debian: apt-get install python3-venv)"
+            );
+        }
     }
     let installed = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", PINNED])
+        .args(["-m", "pip", "install", "--quiet"])
+        .args(PINNED)
         .status()
         .context("running pip")?;
     if !installed.success() {
-        bail!("pip install {PINNED} failed (is PyPI reachable?)");
+        bail!(
+            "pip install {} failed (is PyPI reachable?)",
+            PINNED.join(" ")
+        );
+    }
+    // Markers of earlier pins would otherwise vouch for them.
+    for entry in std::fs::read_dir(&venv)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("pinned-") || name.contains("==") {
+            std::fs::remove_file(entry.path())?;
+        }
     }
     std::fs::write(&marker, "")?;
     Ok(python)

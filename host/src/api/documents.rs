@@ -7,18 +7,37 @@ use axum::extract::{Path, Query, State};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{ApiError, AppState, PageParams, Paged};
+use super::{ApiError, AppState, ErrorBody, PageParams, Paged, storable};
 
+#[utoipa::path(
+    get,
+    path = "/analytics/collections/{name}",
+    tag = "data",
+    summary = "A document collection",
+    description = "The documents of a collection in key order, a page at a time. A collection \
+        nobody wrote to is empty.",
+    params(
+        ("name" = String, Path, description = "The collection", example = "customers"),
+        PageParams,
+    ),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the collection", body = CollectionPage),
+        (status = 400, description = "A bad `limit` or path", body = ErrorBody),
+    ),
+)]
 pub(super) async fn collection(
     State(s): State<AppState>,
     name: Result<Path<String>, PathRejection>,
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Paged<KeyedDocument>>, ApiError> {
     let Path(name) = name?;
+    storable("the collection name", &name)?;
     let params = params?.0;
     let limit = params.limit()?;
+    let after = params.after()?.map(str::to_owned);
     let page =
-        s.db.call(move |db| db.scan(&name, params.after.as_deref(), limit))
+        s.db.call(move |db| db.scan(&name, after.as_deref(), limit))
             .await?;
     let items = page
         .entries
@@ -34,11 +53,30 @@ pub(super) async fn collection(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/analytics/collections/{name}/{key}",
+    tag = "data",
+    summary = "One document",
+    description = "A document as its plugin wrote it (field order kept).",
+    params(
+        ("name" = String, Path, description = "The collection", example = "customers"),
+        ("key" = String, Path, description = "The document's key", example = "c1"),
+    ),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The document", body = serde_json::Value),
+        (status = 400, description = "A bad path", body = ErrorBody),
+        (status = 404, description = "No such document in the collection", body = ErrorBody),
+    ),
+)]
 pub(super) async fn document(
     State(s): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Box<RawValue>>, ApiError> {
     let Path((name, key)) = path?;
+    storable("the collection name", &name)?;
+    storable("the key", &key)?;
     let (n, k) = (name.clone(), key.clone());
     let doc = s.db.call(move |db| db.document(&n, &k)).await?;
     let doc = doc
@@ -46,10 +84,23 @@ pub(super) async fn document(
     Ok(Json(stored_json(doc)))
 }
 
-#[derive(Serialize)]
+/// One document of a collection and its key.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct KeyedDocument {
     key: String,
+    /// The document as its plugin wrote it.
+    #[schema(value_type = serde_json::Value)]
     document: Box<RawValue>,
+}
+
+/// A page of a collection, as the OpenAPI document describes it (served as
+/// [`Paged`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct CollectionPage {
+    items: Vec<KeyedDocument>,
+    /// The cursor of the next page (`?after=`), `null` on the last.
+    next: Option<String>,
 }
 
 /// A stored document, served as it was written (field order kept). The

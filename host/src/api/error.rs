@@ -4,10 +4,18 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use super::Unauthorized;
 use crate::store::StoreError;
+
+/// Every error answer of the API, whatever its status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "limit must be an integer from 1 to 1000, got \"0\""}))]
+pub struct ErrorBody {
+    /// What is wrong, for a person to read.
+    pub error: String,
+}
 
 /// Why a request failed; the only error type handlers return.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +63,10 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        let body = ErrorBody {
+            error: self.to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
         if let ApiError::Unauthorized(why) = self {
             let challenge = match why {
                 Unauthorized::WrongToken => r#"Bearer realm="switchyard", error="invalid_token""#,

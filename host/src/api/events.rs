@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::admin::on_broker;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody, storable};
 use crate::dead_letters::{self, DeadLetter};
 use crate::store::EventRecords;
 use crate::store::dedupe::MAX_EVENT_ID_BYTES;
@@ -25,21 +25,32 @@ pub const DLQ_SEARCH_LIMIT: u32 = 10_000;
 /// plugins are searched at the same time).
 const DLQ_SEARCH_TIME: Duration = Duration::from_secs(3);
 
-/// `GET /events` (no id).
-pub(super) async fn no_event_id() -> ApiError {
-    ApiError::BadRequest("no eventId: ask for GET /events/{eventId}".into())
-}
-
-/// `GET /events/{eventId}`; the id may hold `/` (published events' ids do)
-/// and any percent-encoded UTF-8.
+/// `GET /events/{eventId}`: the id is one path segment, percent-encoded
+/// (published events' ids hold `/`, sent as `%2F`), any UTF-8.
+#[utoipa::path(
+    get,
+    path = "/events/{eventId}",
+    tag = "events",
+    summary = "One event's journey through the plugins",
+    description = "For each transformer plugin: `applied` (`appliedAt`, `version`, `sha256`), \
+        `dead-lettered` (`reason`, `failedAt`, `version`) or `not-seen`; and the events plugins \
+        published because of it (`published`: `eventId`, `plugin`, `routingKey`, `committedAt`). \
+        Within the dedupe retention. With RabbitMQ each plugin's dead-letter queue is searched \
+        (at most 10,000 messages, 3 s, nothing taken out): a cut search sets \
+        `deadLetterSearch` on that plugin and `complete: false`.",
+    params(("eventId" = String, Path, description = "The event's id, percent-encoded", example = "e1%2Frelay%2F0")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The event's journey; every plugin `not-seen` for an id nobody saw", body = Object),
+        (status = 400, description = "An id over 1024 bytes, not UTF-8 or holding NUL", body = ErrorBody),
+    ),
+)]
 pub(super) async fn event_journey(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id?;
-    if id.is_empty() {
-        return Err(no_event_id().await);
-    }
+    storable("the eventId", &id)?;
     if id.len() > MAX_EVENT_ID_BYTES {
         return Err(ApiError::BadRequest(format!(
             "eventId is {} bytes long, over the limit of {MAX_EVENT_ID_BYTES}: no event has such an id",

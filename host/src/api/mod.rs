@@ -3,6 +3,10 @@
 //! every error is `{"error": "<what is wrong>"}`, and a malformed request is
 //! a 4xx, never a 5xx.
 //!
+//! Every route is registered with its OpenAPI description (`#[utoipa::path]`
+//! on the handler, `routes!` here), so `GET /openapi.json` ([`openapi`])
+//! lists exactly what the router serves; a router test checks it.
+//!
 //! Access: with an API token configured, the write and admin routes (one
 //! sub-router, [`write_routes`]) need `Authorization: Bearer <token>`; the
 //! read routes ([`read_routes`]) too when `protect_reads` is on. `/health`
@@ -18,6 +22,7 @@ mod documents;
 mod error;
 mod events;
 mod health;
+mod openapi;
 mod views;
 mod write;
 
@@ -25,11 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::broker::BrokerStatus;
 use crate::config::Config;
@@ -38,15 +45,10 @@ use crate::store::{Store, StoreHealth};
 
 pub use admin::AdminConnection;
 pub use auth::Unauthorized;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use write::InFlight;
 
-use admin::{cluster, list_dead_letters, plugin_versions, plugins, replay_dead_letters};
 use auth::{TokenCheck, require_token};
-use documents::{collection, document};
-use health::health;
-use views::{data_view, plugin_view};
-use write::post_data;
 
 /// The routing key of events made from `POST /analytics/data` bodies.
 pub const ANALYTICS_DATA_KEY: &str = "analytics.data";
@@ -91,10 +93,15 @@ pub fn router(state: AppState) -> Router {
             reads = reads.route_layer(middleware::from_fn_with_state(check, require_token));
         }
     }
-    Router::new()
-        .route("/health", get(health))
+    let (routes, document) = OpenApiRouter::with_openapi(openapi::Top::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(openapi::openapi_json))
         .merge(reads)
         .merge(writes)
+        .split_for_parts();
+    let document = openapi::Document::new(&openapi::finish(document));
+    routes
+        .layer(Extension(document))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -122,29 +129,30 @@ async fn time_limit(State(limit): State<Duration>, request: Request, next: Next)
     }
 }
 
-/// The routes that only read: open unless `protect_reads` is on.
-fn read_routes() -> Router<AppState> {
-    Router::new()
-        .route("/analytics/data", get(data_view))
-        .route("/analytics/collections/{name}", get(collection))
-        .route("/analytics/collections/{name}/{key}", get(document))
-        .route("/analytics/views/{plugin}/{view}", get(plugin_view))
-        .route("/plugins", get(plugins))
-        .route("/plugins/{name}/versions", get(plugin_versions))
-        .route("/plugins/{name}/dlq", get(list_dead_letters))
-        .route("/cluster", get(cluster))
-        .route("/events", get(events::no_event_id))
-        .route("/events/", get(events::no_event_id))
-        .route("/events/{*event_id}", get(events::event_journey))
-        .route("/metrics", get(admin::metrics))
+/// The routes that only read: open unless `protect_reads` is on. A route
+/// is added as `.routes(routes!(handler))`, the handler carrying its
+/// `#[utoipa::path(get, path = ..., security((), ("bearer" = [])), ...)]`.
+fn read_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(views::data_view))
+        .routes(routes!(documents::collection))
+        .routes(routes!(documents::document))
+        .routes(routes!(views::plugin_view))
+        .routes(routes!(admin::plugins))
+        .routes(routes!(admin::plugin_versions))
+        .routes(routes!(admin::list_dead_letters))
+        .routes(routes!(admin::cluster))
+        .routes(routes!(events::event_journey))
+        .routes(routes!(admin::metrics))
 }
 
 /// The routes that change something, and admin routes: every one added here
-/// needs the API token when one is set.
-fn write_routes() -> Router<AppState> {
-    Router::new()
-        .route("/analytics/data", post(post_data))
-        .route("/plugins/{name}/dlq/replay", post(replay_dead_letters))
+/// needs the API token when one is set (its annotation says
+/// `security(("bearer" = []))`).
+fn write_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(write::post_data))
+        .routes(routes!(admin::replay_dead_letters))
 }
 
 /// Runs blocking plugin work off the reactor (the store's own calls go
@@ -157,14 +165,27 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("worker failed: {e}")))
 }
 
-/// `?limit=&after=`.
-#[derive(Debug, Deserialize)]
+/// `?limit=&after=`. Both are read as text so that a bad value is told
+/// apart from a missing one (and answered 400 with the reason).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct PageParams {
+    /// How many items at most (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub(super) limit: Option<String>,
+    /// The `next` cursor of the previous page; absent for the first page.
     pub(super) after: Option<String>,
 }
 
 impl PageParams {
+    /// The cursor, if any.
+    pub(super) fn after(&self) -> Result<Option<&str>, ApiError> {
+        self.after
+            .as_deref()
+            .map(|after| storable("after", after))
+            .transpose()
+    }
+
     pub(super) fn limit(&self) -> Result<u32, ApiError> {
         match self.limit.as_deref() {
             None => Ok(DEFAULT_PAGE),
@@ -178,11 +199,33 @@ impl PageParams {
     }
 }
 
+/// `value` if the store can hold it: PostgreSQL refuses NUL in text, so a
+/// name, key or cursor with one is a bad request rather than a store error.
+pub(super) fn storable<'a>(what: &str, value: &'a str) -> Result<&'a str, ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "{what} must not contain NUL characters"
+        )));
+    }
+    Ok(value)
+}
+
 /// A page of any listing: `{"items": [...], "next": <cursor or null>}`.
+/// (Its OpenAPI schemas are [`ViewPage`] and [`documents::CollectionPage`].)
 #[derive(Serialize)]
 pub(super) struct Paged<T> {
     pub(super) items: Vec<T>,
     pub(super) next: Option<String>,
+}
+
+/// A page of a plugin's view, as the OpenAPI document describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ViewPage {
+    /// The view's items, JSON as the plugin made them.
+    items: Vec<serde_json::Value>,
+    /// The cursor of the next page (`?after=`), `null` on the last.
+    next: Option<String>,
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{ANALYTICS_DATA_KEY, ApiError, AppState, blocking};
+use super::{ANALYTICS_DATA_KEY, ApiError, AppState, ErrorBody, blocking};
 use crate::batch::{self, Incoming, Outcome};
 use crate::plugins::PluginSlot;
 use crate::plugins::bindings::Event;
@@ -51,11 +51,59 @@ impl Drop for InFlightKey {
 /// Makes event ids for API writes unique within this process's lifetime.
 static API_EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// What `POST /analytics/data` answers once every subscribed plugin took
+/// the event.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Written {
+    /// The event's id: `api/<Idempotency-Key>`, or one made up.
+    #[schema(example = "api/order-42")]
+    event_id: String,
+    /// The plugins that applied it (or had applied it before).
+    #[schema(example = json!(["merge"]))]
+    applied_by: Vec<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/analytics/data",
+    tag = "data",
+    summary = "Hand a JSON object to the plugins as an event",
+    description = "The body becomes an event with routing key `analytics.data`, run through \
+        every loaded plugin subscribed to it like an event from the broker, and committed \
+        before the answer. With an `Idempotency-Key`, a retry is applied once.",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200,
+            description = "Makes a retry of the same body apply once; 1-200 visible ASCII characters",
+            example = "order-42"),
+    ),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "Any JSON object: what it must hold is up to the plugins (the merge plugin \
+            takes a customer and their products)",
+        example = json!({"customer": {"id": "c1", "name": "ann", "email": "ann@test.com"},
+            "products": [{"id": "p1", "name": "Laptop", "stock": 3}]}),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Applied by every subscribed plugin", body = Written),
+        (status = 400, description = "Not JSON, not an object, a bad Idempotency-Key, or a \
+            plugin rejected the event (the reason)", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still being applied", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit (`SWITCHYARD_MAX_BODY_BYTES`)", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "This Idempotency-Key came earlier with another body", body = ErrorBody),
+        (status = 503, description = "No loaded plugin subscribes to `analytics.data`, a plugin \
+            asked to retry later, the store is unavailable, or no answer within the time limit",
+            body = ErrorBody),
+    ),
+)]
 pub(super) async fn post_data(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Written>, ApiError> {
     let Json(body) = body?;
     if !body.is_object() {
         return Err(ApiError::BadRequest("body must be a JSON object".into()));
@@ -173,5 +221,8 @@ pub(super) async fn post_data(
         }
         return Err(failure);
     }
-    Ok(Json(json!({ "eventId": id, "appliedBy": applied })))
+    Ok(Json(Written {
+        event_id: id,
+        applied_by: applied,
+    }))
 }

@@ -430,7 +430,7 @@ pub struct PluginSlot {
 }
 
 /// A successful poll, as `GET /plugins` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PollRecord {
     /// When it ended (Unix ms).
     pub at_ms: i64,

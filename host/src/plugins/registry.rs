@@ -21,8 +21,9 @@ use super::{LoadedPlugin, PluginEngine, PluginSlot};
 use crate::store::now_ms;
 
 /// A file in the plugins folder that could not be loaded.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct LoadFailure {
+    #[schema(value_type = String)]
     pub file: PathBuf,
     pub error: String,
     pub at_ms: i64,
@@ -55,11 +56,12 @@ struct FileRecord {
 }
 
 /// One plugin's status, as `GET /plugins` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {
     pub name: String,
     pub version: String,
     pub sha256: String,
+    #[schema(value_type = String)]
     pub file: PathBuf,
     pub world: &'static str,
     pub subscriptions: Vec<String>,
@@ -88,7 +90,7 @@ pub struct PluginStatus {
 }
 
 /// A producer's polling, as `GET /plugins` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ProducerStatus {
     pub poll_interval_ms: u64,
     pub polls: u64,
@@ -105,13 +107,13 @@ pub struct ProducerStatus {
     pub publishing_blocked: Option<BlockedPublishing>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct BlockedPublishing {
     pub reason: String,
     pub since_ms: i64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PollError {
     pub error: String,
     pub at_ms: i64,

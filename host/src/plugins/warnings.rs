@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use crate::store::now_ms;
 
 /// A plugin's latest warning, as `GET /plugins` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Warning {
     pub message: String,
     pub at_ms: i64,
