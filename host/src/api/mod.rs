@@ -42,7 +42,7 @@ pub use write::InFlight;
 
 use admin::{cluster, list_dead_letters, plugin_versions, plugins, replay_dead_letters};
 use auth::{TokenCheck, require_token};
-use documents::{collection, document};
+use documents::{collection, collections, document};
 use health::health;
 use views::{data_view, plugin_view};
 use write::post_data;
@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
     }
     Router::new()
         .route("/health", get(health))
+        .merge(crate::console::routes())
         .merge(reads)
         .merge(writes)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -125,6 +126,7 @@ async fn time_limit(State(limit): State<Duration>, request: Request, next: Next)
 fn read_routes() -> Router<AppState> {
     Router::new()
         .route("/analytics/data", get(data_view))
+        .route("/analytics/collections", get(collections))
         .route("/analytics/collections/{name}", get(collection))
         .route("/analytics/collections/{name}/{key}", get(document))
         .route("/analytics/views/{plugin}/{view}", get(plugin_view))
