@@ -10,7 +10,9 @@
 //!   `throughput --store postgres` commits to PostgreSQL)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 
+mod browser;
 mod guests;
+mod npm;
 mod stack;
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -385,9 +387,16 @@ fn test(args: &[String]) -> Result<()> {
     ];
     cargo_args.extend(args.iter().map(String::as_str));
     let python = test_python()?;
+    let browser_modules = browser::install(&root())?;
     cargo_with(
         &cargo_args,
-        &[("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy())],
+        &[
+            ("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy()),
+            (
+                "SWITCHYARD_TEST_BROWSER_MODULES",
+                &browser_modules.to_string_lossy(),
+            ),
+        ],
     )
 }
 
