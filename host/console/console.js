@@ -483,7 +483,7 @@ function syncDataSources() {
   if (options.some((o) => o.value === current)) select.value = current;
   if (data.source === null) {
     data.source = select.value;
-    readData();
+    readData(false);
   }
 }
 

@@ -7,7 +7,8 @@
 //! sees the replayed event applied, pages through a collection holding a
 //! customer whose key and name are made to break a page that would treat
 //! them as HTML or URLs, and reads the page on a phone. Screenshots land in
-//! `target/console-screenshots/`.
+//! `target/console-screenshots/` (`readme.png` is the README's
+//! `docs/console.png`).
 //!
 //! Needs `chromium` (Debian: `apt-get install chromium`) and the pinned
 //! playwright-core that `cargo xtask test` installs under
@@ -194,6 +195,7 @@ async fn in_chromium_the_console_shows_the_plugins_a_rising_count_and_replays_a_
         "06-data.png",
         "07-phone.png",
         "08-phone-full.png",
+        "readme.png",
     ] {
         let len = std::fs::metadata(shots.join(shot))
             .unwrap_or_else(|e| panic!("screenshot {shot}: {e}"))

@@ -145,6 +145,11 @@ try {
   step(`sees the dead letters: counter "${reason}", merge "${mergeReason}"`);
   await page.locator('#dead-letters').scrollIntoViewIfNeeded();
   await shot(page, '03-dead-letters.png');
+  // For the README: the top of the page, tall enough for the dead letters.
+  await page.setViewportSize({ width: 1280, height: 1040 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot(page, 'readme.png');
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   // ---- keyboard: Tab to the replay button, Enter, the token, applied ----
   await page.locator('body').click({ position: { x: 2, y: 2 } });
