@@ -195,7 +195,7 @@ function makeCard(p) {
   const rate = h('div', { class: 'rate' }, canvas, rateText);
   const counters = h('dl', { class: 'counters', 'aria-label': `counters of ${p.name} since the host started` });
   Object.assign(refs, {
-    canvas, rateText,
+    canvas, rateText, counters,
     events_applied: field(counters, 'events_applied', 'Applied'),
     dead_lettered: field(counters, 'dead_lettered', 'Dead-lettered'),
     duplicates: field(counters, 'duplicates', 'Duplicates'),
@@ -242,6 +242,8 @@ function updateCard(c, p, now) {
   for (const k of ['events_applied', 'dead_lettered', 'duplicates', 'commits', 'conflicts', 'reloads']) {
     setText(c[k], number(p[k]));
   }
+  // A producer handles no events: its counters are its polls.
+  c.counters.hidden = Boolean(p.producer);
   show(c.loadError, p.last_error && `Last failed load (${when(p.last_error.at_ms)}): ${p.last_error.error}`);
   show(c.warning, p.last_warning && `Last warning (${plural(p.last_warning.count, 'warning')} so far, ${when(p.last_warning.at_ms)}): ${p.last_warning.message}`);
   const prod = p.producer;
@@ -258,9 +260,15 @@ function updateCard(c, p, now) {
   sampleRate(c, p, now);
 }
 
-/** Events handled per second, from successive counter readings. */
+/**
+ * Events handled per second (published, for a producer), from successive
+ * counter readings.
+ */
 function sampleRate(c, p, now) {
-  const total = p.events_applied + p.dead_lettered + p.duplicates;
+  const total = p.producer
+    ? p.producer.events_published
+    : p.events_applied + p.dead_lettered + p.duplicates;
+  const unit = p.producer ? 'events published/s' : 'events/s';
   if (c.last && total >= c.last.total && now > c.last.at) {
     const rate = ((total - c.last.total) * 1000) / (now - c.last.at);
     c.samples.push(rate);
@@ -271,11 +279,11 @@ function sampleRate(c, p, now) {
   c.last = { total, at: now };
   const current = c.samples.length ? c.samples[c.samples.length - 1] : 0;
   const peak = c.samples.reduce((a, b) => Math.max(a, b), 0);
-  const text = `${current.toFixed(1)} events/s now · peak ${peak.toFixed(1)} in the last ${Math.round((RATE_SAMPLES * POLL_MS) / 1000)} s`;
+  const text = `${current.toFixed(1)} ${unit} now · peak ${peak.toFixed(1)} in the last ${Math.round((RATE_SAMPLES * POLL_MS) / 1000)} s`;
   setText(c.rateText, text);
   c.rateText.dataset.rate = current.toFixed(3);
   c.rateText.dataset.peak = peak.toFixed(3);
-  c.canvas.setAttribute('aria-label', `Chart of events per second for ${p.name}: ${text}`);
+  c.canvas.setAttribute('aria-label', `Chart of ${unit} for ${p.name}: ${text}`);
   drawRate(c.canvas, c.samples, peak);
 }
 

@@ -1,7 +1,8 @@
 //! The web console in a real browser: Debian's chromium, driven by
 //! playwright-core (`tests/browser/console.mjs`), opens the console of a
-//! live host (real broker, real `merge` and `counter` plugins), sees the
-//! plugins, watches merge's applied count rise while this test publishes
+//! live host (real broker, real `merge` and `counter` plugins, and the
+//! `crm-producer` polling an empty upstream), sees the plugins and the
+//! producer's polls, watches merge's applied count rise while this test publishes
 //! events, reads the dead letters with their reasons, reaches the replay
 //! button by keyboard, is asked for the API token (a wrong one first),
 //! sees the replayed event applied, pages through a collection holding a
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::upstream::{Paging, Upstream};
 use common::{TestBroker, TestHost, customer_event, eventually, plugin_file};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -75,8 +77,12 @@ async fn in_chromium_the_console_shows_the_plugins_a_rising_count_and_replays_a_
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
 
-    let host = TestHost::start_with(&["merge", "counter"], |c| {
+    // A producer polling an upstream with nothing to publish: its polls
+    // show, and the counts the page is checked against stay exact.
+    let upstream = Upstream::start(Vec::new(), Paging::None, 0).await;
+    let host = TestHost::start_with(&["merge", "counter", "crm-producer"], |c| {
         c.api_token = Some(TOKEN.into());
+        upstream.configure(c, "crm-producer", 500);
     })
     .await;
     host.wait_healthy().await;

@@ -102,8 +102,17 @@ try {
   const subs = await card(page, 'merge').locator('[data-field="subscriptions"]').textContent();
   if (!subs.includes('customer.')) fail(`merge's subscriptions shown as ${subs}`);
   step(`sees merge and counter (counter ${version}, merge subscribes to ${subs})`);
+  const producer = card(page, 'crm-producer');
+  await producer.waitFor({ timeout: WAIT_MS });
+  if ((await producer.locator('[data-field="world"]').textContent()) !== 'producer') fail('crm-producer is not shown as a producer');
+  const lastPoll = await until('a poll of crm-producer shown', async () => {
+    const text = await producer.locator('[data-field="last_poll"]').textContent();
+    return /took \d+ ms, published 0$/.test(text) ? text : undefined;
+  });
+  const polls = await producer.locator('[data-field="polls"]').textContent();
+  step(`sees crm-producer's polls: ${polls}; last: ${lastPoll}`);
   await until('the health line', async () =>
-    (await page.locator('#health').textContent()).startsWith('Healthy'));
+    (await page.locator('#health').textContent()).match(/^Healthy .* 3 plugins$/));
   await until(`merge applied = ${mergeBefore}`, async () =>
     (await counter(page, 'merge', 'events_applied')) === mergeBefore);
   await shot(page, '01-plugins.png');
