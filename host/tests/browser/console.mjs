@@ -7,10 +7,12 @@
 // the page shows the counts before the flow; the test then publishes
 // CONSOLE_FLOW merge events.
 //
-// Environment: CONSOLE_URL, CONSOLE_TOKEN, CONSOLE_FLOW, CONSOLE_MERGE_BEFORE,
-// CONSOLE_COUNTER_BEFORE, CONSOLE_DIRTY_KEY, CONSOLE_DIRTY_NAME,
-// CONSOLE_SCREENSHOTS (a folder), CONSOLE_CHROMIUM (the browser),
-// CONSOLE_MODULES (the node_modules holding playwright-core).
+// Environment: CONSOLE_URL, CONSOLE_TOKEN, CONSOLE_SCREENSHOTS (a folder),
+// CONSOLE_CHROMIUM (the browser), CONSOLE_MODULES (the node_modules holding
+// playwright-core); CONSOLE_MODE `main` (the default: also CONSOLE_FLOW,
+// CONSOLE_MERGE_BEFORE, CONSOLE_COUNTER_BEFORE, CONSOLE_DIRTY_KEY,
+// CONSOLE_DIRTY_NAME) or `protected-reads` (a host whose reads need the
+// token).
 
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -22,12 +24,8 @@ const env = (name) => {
 };
 const url = env('CONSOLE_URL');
 const apiToken = env('CONSOLE_TOKEN');
-const flow = Number(env('CONSOLE_FLOW'));
-const mergeBefore = Number(env('CONSOLE_MERGE_BEFORE'));
-const counterBefore = Number(env('CONSOLE_COUNTER_BEFORE'));
-const dirtyKey = env('CONSOLE_DIRTY_KEY');
-const dirtyName = env('CONSOLE_DIRTY_NAME');
 const shots = env('CONSOLE_SCREENSHOTS');
+const mode = process.env.CONSOLE_MODE ?? 'main';
 const { chromium } = await import(
   pathToFileURL(path.join(env('CONSOLE_MODULES'), 'playwright-core', 'index.mjs')).href
 );
@@ -84,7 +82,34 @@ const shot = async (page, name, options = {}) => {
   step(`screenshot ${name}`);
 };
 
-try {
+/**
+ * A host with SWITCHYARD_PROTECT_READS: the page loads (it is open), says
+ * its reads need the token, and shows the plugins once it is entered.
+ */
+async function protectedReads() {
+  const { page } = await open({ viewport: { width: 1280, height: 800 } });
+  step('opened the console of a host whose reads need the token');
+  await until('the page to say reads need the token', async () =>
+    (await page.locator('#updated').textContent()).includes('Reads need the API token'));
+  if ((await page.locator('article[data-plugin]').count()) !== 0) fail('plugins shown without the token');
+  step(`it says: ${await page.locator('#updated').textContent()}`);
+  await page.locator('#token-button').focus();
+  await page.keyboard.press('Enter');
+  await until('the token dialog', async () => page.locator('#token-dialog').evaluate((d) => d.open));
+  await page.keyboard.type(apiToken);
+  await page.keyboard.press('Enter');
+  await card(page, 'merge').waitFor({ timeout: WAIT_MS });
+  const state = await page.locator('#token-state').textContent();
+  step(`with the token entered (${state}) it shows merge`);
+  await shot(page, '09-protected-reads.png');
+}
+
+async function main() {
+  const flow = Number(env('CONSOLE_FLOW'));
+  const mergeBefore = Number(env('CONSOLE_MERGE_BEFORE'));
+  const counterBefore = Number(env('CONSOLE_COUNTER_BEFORE'));
+  const dirtyKey = env('CONSOLE_DIRTY_KEY');
+  const dirtyName = env('CONSOLE_DIRTY_NAME');
   // ---- 1280x800: the plugins ----
   const { page } = await open({ viewport: { width: 1280, height: 800 } });
   step('opened the console at 1280x800');
@@ -251,6 +276,11 @@ try {
   await shot(phone.page, '07-phone.png');
   await shot(phone.page, '08-phone-full.png', { fullPage: true });
 
+}
+
+try {
+  if (mode === 'protected-reads') await protectedReads();
+  else await main();
   if (problems.length) fail(`the page reported errors:\n${problems.join('\n')}`);
   step('done');
 } catch (e) {
