@@ -39,6 +39,7 @@ fn main() -> Result<()> {
         "merge per event: {} events x {rounds} rounds (median), seed-format customers and products",
         events.len()
     );
+    eprintln!("bench: native, {rounds} rounds");
     let native = median((0..rounds).map(|_| native_round(&events)).collect());
     println!(
         "{:<12} {:>10} {:>10} {:>12} {:>12} {:>10} {:>9}",
@@ -48,7 +49,12 @@ fn main() -> Result<()> {
         "{:<12} {native:>10.2} {:>10.2} {:>12} {:>12} {:>10} {:>9}",
         "native", 1.0, "-", "-", "-", "-"
     );
-    for (name, file) in &builds {
+    for (i, (name, file)) in builds.iter().enumerate() {
+        eprintln!(
+            "bench: build {}/{}: {name}, {rounds} rounds",
+            i + 1,
+            builds.len()
+        );
         let m = measure(file, &events, rounds)
             .with_context(|| format!("{name} ({})", file.display()))?;
         println!(
@@ -107,7 +113,8 @@ fn measure(file: &Path, events: &[Event], rounds: usize) -> Result<Measured> {
     let plugin = load(&cached, file, &wasm)?;
     let mut instance = plugin.transformer().context("merge is a transformer")?;
     let mut times = Vec::new();
-    for _ in 0..rounds {
+    for round in 1..=rounds {
+        eprintln!("bench:     round {round}/{rounds}");
         instance.take_state_writes();
         let started = Instant::now();
         for event in events {

@@ -87,10 +87,14 @@ async fn run(records: usize) -> Result<()> {
         redact(&amqp_url())
     );
     let mut all = Vec::new();
-    for (shape, paging) in [
+    for (i, (shape, paging)) in [
         ("paginated (page=N, 1,000 a page)", Paging::Page),
         ("one answer", Paging::None),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        eprintln!("bench: upstream {}/2: {shape}", i + 1);
         let up = Upstream::start(listing.clone(), paging, 0).await;
         all.push(measure(shape, &up, paging, records, answer_bytes).await?);
     }

@@ -143,6 +143,7 @@ async fn run(
     let mut cached = Vec::new();
     let cached_rates = rates(&merge, &bystander, || async {
         for i in 0..reloads {
+            eprintln!("bench: cached reload {}/{reloads}", i + 1);
             let src = if i % 2 == 0 { variant } else { shipped };
             let bytes = std::fs::read(src).expect("plugin file");
             cached.push(reload(&plugins, &merge, &bytes).await.expect("reload"));
@@ -155,6 +156,7 @@ async fn run(
     let base = std::fs::read(shipped)?;
     let fresh_rates = rates(&merge, &bystander, || async {
         for i in 0..reloads {
+            eprintln!("bench: fresh reload {}/{reloads}", i + 1);
             let bytes = with_custom_section(&base, &format!("{stamp}-{i}"));
             fresh.push(reload(&plugins, &merge, &bytes).await.expect("reload"));
         }

@@ -82,10 +82,10 @@ fn main() -> Result<()> {
     let store = BenchStore::from_env()?;
     let mut results = Vec::with_capacity(rounds);
     for round in 1..=rounds {
-        println!("round {round}/{rounds}: (a) broker baseline");
+        eprintln!("bench: round {round}/{rounds}: (a) broker baseline");
         let baseline = runtime.block_on(broker_baseline(&amqp_url, &events))?;
         println!("    consumed {n} in {:.2} s", baseline.as_secs_f64());
-        println!("round {round}/{rounds}: (b) switchyard end to end, {store}");
+        eprintln!("bench: round {round}/{rounds}: (b) switchyard end to end, {store}");
         // Made and dropped here, off the runtime (PostgreSQL's sync client).
         let round_store = RoundStore::new(&store)?;
         let e2e = runtime.block_on(switchyard_end_to_end(
@@ -103,6 +103,7 @@ fn main() -> Result<()> {
         results.push(Round::new(n, baseline, &e2e));
     }
 
+    eprintln!("bench: merge per event, native vs wasm ({MERGE_ROUNDS} rounds)");
     println!("merge per event, native vs wasm ({MERGE_ROUNDS} rounds, median)");
     let merge = merge_cost(&events[..n.min(MERGE_EVENTS)], &wasm)?;
 

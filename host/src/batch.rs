@@ -25,7 +25,10 @@ use serde_json::{Map, Value};
 use crate::plugins::bindings::{Action, Event};
 use crate::plugins::state_txn::StateTxn;
 use crate::plugins::{CallError, LoadedPlugin, PluginSlot};
-use crate::store::{BatchCommit, DocumentWrite, OutboxEntry, PublishWrite, Store, StoreError};
+use crate::store::dedupe::MAX_EVENT_ID_BYTES;
+use crate::store::{
+    BatchCommit, Cause, DocumentWrite, OutboxEntry, PublishWrite, Store, StoreError,
+};
 
 /// An event to hand to a plugin, and how many plugins published it before.
 #[derive(Debug, Clone)]
@@ -71,6 +74,12 @@ pub fn parse_event(routing_key: &str, body: &[u8], received_at_ms: u64) -> Resul
     };
     let id = match fields.get("eventId") {
         None => return Err("missing eventId".into()),
+        Some(Value::String(id)) if id.len() > MAX_EVENT_ID_BYTES => {
+            return Err(format!(
+                "eventId is {} bytes long, over the limit of {MAX_EVENT_ID_BYTES}",
+                id.len()
+            ));
+        }
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
         Some(_) => return Err("eventId must be a non-empty string".into()),
     };
@@ -244,6 +253,7 @@ fn apply(
     let mut commit = BatchCommit {
         plugin: slot.name.clone(),
         version: version.sha256.clone(),
+        declared_version: version.info.version.clone(),
         ..BatchCommit::default()
     };
     let mut outcomes = Vec::with_capacity(fresh.len());
@@ -342,13 +352,24 @@ fn collect_actions(
                 };
                 // A deterministic id, so that the event published again after
                 // a crash is recognised downstream as the same one.
-                fields.entry("eventId").or_insert_with(|| {
-                    Value::String(format!("{}/{plugin}/{}", event.id, events.len()))
-                });
+                let n = events.len() as u32;
+                let published_id = fields
+                    .entry("eventId")
+                    .or_insert_with(|| Value::String(format!("{}/{plugin}/{n}", event.id)));
+                // The plugin's own id, or what it put there (shown as JSON).
+                let published_id = match published_id {
+                    Value::String(id) => id.clone(),
+                    other => other.to_string(),
+                };
                 events.push(PublishWrite {
                     routing_key: out.routing_key,
                     body: Value::Object(fields).to_string(),
                     hops: incoming.hops.saturating_add(1),
+                    cause: Some(Cause {
+                        event_id: event.id.clone(),
+                        n,
+                        published_id,
+                    }),
                 });
             }
         }
@@ -385,6 +406,13 @@ mod tests {
             err(br#"{"eventId":5}"#),
             "eventId must be a non-empty string"
         );
+        let long = format!(r#"{{"eventId":"{}"}}"#, "é".repeat(513));
+        assert_eq!(
+            err(long.as_bytes()),
+            "eventId is 1026 bytes long, over the limit of 1024"
+        );
+        let longest = format!(r#"{{"eventId":"{}"}}"#, "x".repeat(1024));
+        assert!(parse_event("k", longest.as_bytes(), 0).is_ok());
     }
 
     fn event() -> Incoming {
@@ -420,10 +448,23 @@ mod tests {
                 routing_key: "x.y".to_string(),
                 body: r#"{"a":1,"eventId":"e1/p/0"}"#.to_string(),
                 hops: 4,
+                cause: Some(Cause {
+                    event_id: "e1".into(),
+                    n: 0,
+                    published_id: "e1/p/0".into(),
+                }),
             },
             "one hop more than the event it came from"
         );
         assert_eq!(publish[1].body, r#"{"eventId":"own"}"#);
+        assert_eq!(
+            publish[1]
+                .cause
+                .as_ref()
+                .map(|c| (c.n, c.published_id.as_str())),
+            Some((1, "own")),
+            "an event that names itself is still recorded as published because of e1"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! A plugin's dead letters: reading them without taking them, and replaying
+//! A plugin's dead letters: reading them without taking them (the oldest,
+//! or a bounded search for one event's), and replaying
 //! them through the plugin's current version (so that a fixed plugin can
 //! repair what its predecessor rejected). Used by `switchyard dlq` and the
 //! admin API.
@@ -99,22 +100,79 @@ pub async fn list(
         let Some(d) = take(&channel, &dlq).await? else {
             break;
         };
-        let table = d.properties.headers().as_ref();
-        letters.push(DeadLetter {
-            routing_key: d.routing_key.to_string(),
-            event_id: event_id_of(&d.data),
-            reason: headers::text(table, headers::REASON),
-            attempts: headers::int(table, headers::ATTEMPTS),
-            plugin_version: headers::text(table, headers::PLUGIN_VERSION),
-            failed_at_ms: headers::int(table, headers::FAILED_AT_MS),
-            first_failed_at_ms: headers::int(table, headers::FIRST_FAILED_AT_MS),
-            body: String::from_utf8_lossy(&d.data).into_owned(),
-        });
+        letters.push(letter_of(&d));
     }
     // Closing the channel returns every unacknowledged message to the
     // queue, in its place.
     let _ = channel.close(200, ShortString::from("listed")).await;
     Ok((letters, total))
+}
+
+fn letter_of(d: &lapin::message::Delivery) -> DeadLetter {
+    let table = d.properties.headers().as_ref();
+    DeadLetter {
+        routing_key: d.routing_key.to_string(),
+        event_id: event_id_of(&d.data),
+        reason: headers::text(table, headers::REASON),
+        attempts: headers::int(table, headers::ATTEMPTS),
+        plugin_version: headers::text(table, headers::PLUGIN_VERSION),
+        failed_at_ms: headers::int(table, headers::FAILED_AT_MS),
+        first_failed_at_ms: headers::int(table, headers::FIRST_FAILED_AT_MS),
+        body: String::from_utf8_lossy(&d.data).into_owned(),
+    }
+}
+
+/// What a bounded search of a dead-letter queue found.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// The dead letters of the event, oldest first.
+    pub found: Vec<DeadLetter>,
+    /// How many messages were looked at, from the oldest.
+    pub searched: u32,
+    /// How many the queue held when the search began.
+    pub total: u32,
+}
+
+impl Search {
+    /// Whether every message the queue held was looked at.
+    pub fn complete(&self) -> bool {
+        self.searched >= self.total
+    }
+}
+
+/// The dead letters of `event_id` among the oldest `limit` messages of
+/// `plugin`'s dead-letter queue, looked at for no longer than `time`; every
+/// message is left in the queue, in its place. A queue of a million
+/// messages is searched only in part: [`Search::complete`] says so.
+pub async fn find(
+    connection: &Connection,
+    config: &Config,
+    plugin: &str,
+    event_id: &str,
+    limit: u32,
+    time: std::time::Duration,
+) -> Result<Search> {
+    let until = tokio::time::Instant::now() + time;
+    let channel = connection.create_channel().await?;
+    let total = depth(&channel, config, plugin).await?;
+    let dlq = config.dead_letter_queue(plugin);
+    let mut search = Search {
+        found: Vec::new(),
+        searched: 0,
+        total,
+    };
+    while search.searched < limit.min(total) && tokio::time::Instant::now() < until {
+        let Some(d) = take(&channel, &dlq).await? else {
+            break;
+        };
+        search.searched += 1;
+        if event_id_of(&d.data).as_deref() == Some(event_id) {
+            search.found.push(letter_of(&d));
+        }
+    }
+    // Closing the channel returns every message taken, in its place.
+    let _ = channel.close(200, ShortString::from("searched")).await;
+    Ok(search)
 }
 
 /// Sends every message now in `plugin`'s dead-letter queue back to the

@@ -414,6 +414,7 @@ impl Poller {
             let commit = BatchCommit {
                 plugin: slot.name.clone(),
                 version: polled.sha256.clone(),
+                declared_version: polled.info.version.clone(),
                 ..BatchCommit::default()
             };
             txn.commit(&db, commit)

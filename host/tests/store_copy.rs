@@ -48,6 +48,7 @@ fn store_copy_moves_an_embedded_store_into_an_empty_postgres_database_once() {
         .commit_batch(&BatchCommit {
             plugin: "merge".into(),
             version: "abc".into(),
+            declared_version: "0.1.0".into(),
             applied_event_ids: vec!["e1".into(), "e2".into()],
             documents: vec![DocumentWrite::Upsert {
                 collection: "customers".into(),
@@ -60,6 +61,7 @@ fn store_copy_moves_an_embedded_store_into_an_empty_postgres_database_once() {
                     routing_key: "a.b".into(),
                     body: "{}".into(),
                     hops: 1,
+                    cause: None,
                 };
                 2
             ],

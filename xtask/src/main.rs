@@ -9,10 +9,13 @@
 //! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, `languages`, or all;
 //!   `throughput --store postgres` commits to PostgreSQL)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
+//!
+//! Each task numbers its steps on stderr as it goes ([`progress`]).
 
 mod browser;
 mod guests;
 mod npm;
+mod progress;
 mod stack;
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -23,6 +26,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use progress::Steps;
 use stack::{DEMO_PORTS, Stack, root};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -51,9 +55,7 @@ const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("build") => build_plugins()
-            .and_then(|()| guests::build(&root()))
-            .and_then(|()| cargo(&["build", "-p", "switchyard"])),
+        Some("build") => build(),
         Some("run") => run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
@@ -67,6 +69,22 @@ fn main() {
         eprintln!("xtask: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// What `build_plugins` and `guests::build` are, as steps.
+const PLUGINS_STEP: &str = "building the plugins (wasm32-wasip2)";
+const GUESTS_STEP: &str =
+    "building the Python and JavaScript plugins (componentize-py, componentize-js)";
+
+fn build() -> Result<()> {
+    let mut steps = Steps::new(3);
+    steps.run(PLUGINS_STEP, build_plugins)?;
+    steps.run(GUESTS_STEP, || guests::build(&root()))?;
+    steps.run("building the host", || {
+        cargo(&["build", "-p", "switchyard"])
+    })?;
+    steps.finish();
+    Ok(())
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
@@ -323,15 +341,19 @@ fn ensure_postgres() -> Result<()> {
 /// set the broker must answer; without it the host uses a local broker if
 /// one answers, or its embedded bus.
 fn run(args: &[String]) -> Result<()> {
-    build_plugins()?;
-    cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "switchyard",
-        "-p",
-        "switchyard-demo",
-    ])?;
+    let mut steps = Steps::new(3);
+    steps.run(PLUGINS_STEP, build_plugins)?;
+    steps.run("building the host and the demo upstreams (release)", || {
+        cargo(&[
+            "build",
+            "--release",
+            "-p",
+            "switchyard",
+            "-p",
+            "switchyard-demo",
+        ])
+    })?;
+    eprintln!("xtask: [3/3] starting the demo upstreams and the host");
     if std::env::var_os("AMQP_URL").is_some() {
         ensure_broker()?;
     }
@@ -362,10 +384,20 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 fn test(args: &[String]) -> Result<()> {
-    build_plugins()?;
-    guests::build(&root())?;
-    ensure_broker()?;
-    ensure_postgres()?;
+    let mut steps = Steps::new(6);
+    steps.run(PLUGINS_STEP, build_plugins)?;
+    steps.run(GUESTS_STEP, || guests::build(&root()))?;
+    steps.run("checking RabbitMQ and PostgreSQL", || {
+        ensure_broker()?;
+        ensure_postgres()
+    })?;
+    let python = steps.run(
+        "preparing the tests' Python (prometheus-client)",
+        test_python,
+    )?;
+    let browser_modules = steps.run("preparing the console test's playwright-core", || {
+        browser::install(&root())
+    })?;
     let mut cargo_args = vec![
         "test",
         "-p",
@@ -386,18 +418,20 @@ fn test(args: &[String]) -> Result<()> {
         "xtask",
     ];
     cargo_args.extend(args.iter().map(String::as_str));
-    let python = test_python()?;
-    let browser_modules = browser::install(&root())?;
-    cargo_with(
-        &cargo_args,
-        &[
-            ("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy()),
-            (
-                "SWITCHYARD_TEST_BROWSER_MODULES",
-                &browser_modules.to_string_lossy(),
-            ),
-        ],
-    )
+    steps.run_talking("building and running the tests", || {
+        cargo_with(
+            &cargo_args,
+            &[
+                ("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy()),
+                (
+                    "SWITCHYARD_TEST_BROWSER_MODULES",
+                    &browser_modules.to_string_lossy(),
+                ),
+            ],
+        )
+    })?;
+    steps.finish();
+    Ok(())
 }
 
 /// The Python the tests run Prometheus's own parser in: a venv under
@@ -495,17 +529,24 @@ fn bench_plan(args: &[String]) -> Result<BenchPlan> {
 /// [--hosts N]`: one benchmark, or all.
 fn bench(args: &[String]) -> Result<()> {
     let plan = bench_plan(args)?;
-    build_plugins()?;
-    ensure_broker()?;
-    if plan.store == "postgres" {
-        ensure_postgres()?;
+    let mut steps = Steps::new(2 + plan.benches.len());
+    steps.run(PLUGINS_STEP, build_plugins)?;
+    steps.run("checking RabbitMQ (and PostgreSQL)", || {
+        ensure_broker()?;
+        if plan.store == "postgres" {
+            ensure_postgres()?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    for name in &plan.benches {
+        steps.run_talking(&format!("benchmark {name}"), || {
+            cargo_with(
+                &["bench", "-p", "switchyard", "--bench", name],
+                &[("BENCH_STORE", plan.store), ("BENCH_HOSTS", &plan.hosts)],
+            )
+        })?;
     }
-    for name in plan.benches {
-        cargo_with(
-            &["bench", "-p", "switchyard", "--bench", name],
-            &[("BENCH_STORE", plan.store), ("BENCH_HOSTS", &plan.hosts)],
-        )?;
-    }
+    steps.finish();
     Ok(())
 }
 

@@ -109,7 +109,7 @@ impl AdminConnection {
 
 /// Runs `work` on the shared admin connection of `s`, for a plugin that
 /// must be known here; waits at most [`BROKER_WAIT`] for it.
-async fn on_broker<T, F>(
+pub(super) async fn on_broker<T, F>(
     s: &AppState,
     plugin: &str,
     work: impl FnOnce(Arc<lapin::Connection>, Arc<Config>, String) -> F,

@@ -16,6 +16,7 @@ mod admin;
 mod auth;
 mod documents;
 mod error;
+mod events;
 mod health;
 mod views;
 mod write;
@@ -134,6 +135,9 @@ fn read_routes() -> Router<AppState> {
         .route("/plugins/{name}/versions", get(plugin_versions))
         .route("/plugins/{name}/dlq", get(list_dead_letters))
         .route("/cluster", get(cluster))
+        .route("/events", get(events::no_event_id))
+        .route("/events/", get(events::no_event_id))
+        .route("/events/{*event_id}", get(events::event_journey))
         .route("/metrics", get(admin::metrics))
 }
 

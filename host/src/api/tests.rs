@@ -288,3 +288,38 @@ async fn the_collections_of_an_empty_store_are_an_empty_list() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, serde_json::json!({ "collections": [] }));
 }
+
+#[tokio::test]
+async fn an_event_id_is_checked_and_may_hold_slashes_and_unicode() {
+    let (app, _dir) = app(&["--api-token", "s3cret", "--protect-reads"]).await;
+    let token = Some("Bearer s3cret");
+    let (status, _, _) = call(&app, Method::GET, "/events/e1", None, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a protected read");
+    for missing in ["/events", "/events/"] {
+        let (status, _, body) = call(&app, Method::GET, missing, token, "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{missing}");
+        assert!(error(&body).starts_with("no eventId"), "{body}");
+    }
+    let long = format!("/events/{}", "%C3%A9".repeat(513));
+    let (status, _, body) = call(&app, Method::GET, &long, token, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        error(&body).contains("1026 bytes long, over the limit of 1024"),
+        "{body}"
+    );
+    let (status, _, body) = call(&app, Method::GET, "/events/%FF%FE", token, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not UTF-8: {body}");
+    for (uri, id) in [
+        ("/events/e1%2Fmerge%2F0", "e1/merge/0"),
+        ("/events/e1/merge/0", "e1/merge/0"),
+        ("/events/%E2%9C%93%20x", "✓ x"),
+        ("/events/a%3Fb%23c", "a?b#c"),
+    ] {
+        let (status, _, body) = call(&app, Method::GET, uri, token, "").await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert_eq!(
+            body,
+            serde_json::json!({"eventId": id, "plugins": [], "published": [], "complete": true})
+        );
+    }
+}

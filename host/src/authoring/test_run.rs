@@ -268,6 +268,7 @@ fn seed(db: &Store, version: &LoadedPlugin, start: &StartState) -> Result<()> {
         .commit_batch(&BatchCommit {
             plugin: version.name.clone(),
             version: version.sha256.clone(),
+            declared_version: version.info.version.clone(),
             state_generation: (!state.is_empty()).then_some(generation),
             state,
             documents,

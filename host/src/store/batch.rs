@@ -10,6 +10,9 @@ pub struct BatchCommit {
     pub plugin: String,
     /// The sha256 of the plugin file that handled the batch.
     pub version: String,
+    /// The version that file declares (`describe()`), recorded once per
+    /// file with its first applied ids.
+    pub declared_version: String,
     pub applied_event_ids: Vec<String>,
     pub documents: Vec<DocumentWrite>,
     /// Final value of each state key the batch touched; `None` deletes it.
@@ -21,7 +24,8 @@ pub struct BatchCommit {
     /// hosts sharing a store from losing each other's state updates.
     /// `None`: the batch touched no state; the generation stays.
     pub state_generation: Option<u64>,
-    /// The events to publish after the commit.
+    /// The events to publish after the commit (those with a cause are also
+    /// recorded for the event's journey).
     pub publish: Vec<PublishWrite>,
 }
 

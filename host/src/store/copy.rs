@@ -35,6 +35,26 @@ pub struct AppliedRow {
     pub applied_ms: i64,
 }
 
+/// The version a plugin file declared, recorded by its first commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginVersionRow {
+    pub plugin: String,
+    pub sha256: String,
+    pub version: String,
+    pub first_applied_ms: i64,
+}
+
+/// An event a plugin published because of another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedRow {
+    pub source_event_id: String,
+    pub plugin: String,
+    pub n: u32,
+    pub event_id: String,
+    pub routing_key: String,
+    pub committed_ms: i64,
+}
+
 /// An API Idempotency-Key and the body it first came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRow {
@@ -60,6 +80,8 @@ pub enum Rows {
     IdempotencyKeys(Vec<IdempotencyRow>),
     DeadLetters(Vec<StoredDeadLetter>),
     QueueBindings(Vec<BindingRow>),
+    PluginVersions(Vec<PluginVersionRow>),
+    Published(Vec<PublishedRow>),
 }
 
 impl Rows {
@@ -72,6 +94,8 @@ impl Rows {
             Rows::IdempotencyKeys(r) => r.len(),
             Rows::DeadLetters(r) => r.len(),
             Rows::QueueBindings(r) => r.len(),
+            Rows::PluginVersions(r) => r.len(),
+            Rows::Published(r) => r.len(),
         }
     }
 
@@ -111,6 +135,8 @@ pub struct CopyReport {
     pub idempotency_keys: u64,
     pub dead_letters: u64,
     pub queue_bindings: u64,
+    pub plugin_versions: u64,
+    pub published: u64,
 }
 
 impl CopyReport {
@@ -124,6 +150,8 @@ impl CopyReport {
             Rows::IdempotencyKeys(_) => self.idempotency_keys += n,
             Rows::DeadLetters(_) => self.dead_letters += n,
             Rows::QueueBindings(_) => self.queue_bindings += n,
+            Rows::PluginVersions(_) => self.plugin_versions += n,
+            Rows::Published(_) => self.published += n,
         }
     }
 }
@@ -136,7 +164,9 @@ impl fmt::Display for CopyReport {
         writeln!(f, "outbox events      {}", self.outbox)?;
         writeln!(f, "idempotency keys   {}", self.idempotency_keys)?;
         writeln!(f, "dead letters       {}", self.dead_letters)?;
-        write!(f, "queue bindings     {}", self.queue_bindings)
+        writeln!(f, "queue bindings     {}", self.queue_bindings)?;
+        writeln!(f, "plugin versions    {}", self.plugin_versions)?;
+        write!(f, "published events   {}", self.published)
     }
 }
 

@@ -16,6 +16,17 @@ pub struct StoredDeadLetter {
     pub failed_ms: i64,
 }
 
+/// The `eventId` of a dead letter's body, by which it is found: a string
+/// one, no longer than [`super::dedupe::MAX_EVENT_ID_BYTES`].
+pub fn event_id_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("eventId")?
+        .as_str()
+        .filter(|id| !id.is_empty() && id.len() <= super::dedupe::MAX_EVENT_ID_BYTES)
+        .map(str::to_owned)
+}
+
 /// Keeping, listing and forgetting dead letters.
 pub trait DeadLetters {
     /// Keeps dead letters (`seq` is ignored and assigned), in one

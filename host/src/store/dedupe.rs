@@ -35,10 +35,16 @@ pub trait Dedupe {
     /// Frees an Idempotency-Key whose request changed nothing.
     fn unbind_idempotency_key(&self, key: &str) -> Result<(), StoreError>;
 
-    /// Forgets applied event ids, and the bodies of Idempotency-Keys, older
-    /// than `retention`; returns how many event ids.
+    /// Forgets applied event ids, the events published because of events,
+    /// and the bodies of Idempotency-Keys, older than `retention`; returns
+    /// how many applied event ids.
     fn prune_applied(&self, retention: Duration) -> Result<usize, StoreError>;
 }
+
+/// The longest event id (in bytes) the store records: PostgreSQL cannot
+/// index keys much longer than 2.7 kB, and an id is part of several keys.
+/// Longer ids are refused before they reach the store.
+pub const MAX_EVENT_ID_BYTES: usize = 1024;
 
 /// The time (ms since the epoch) before which dedupe records are pruned.
 pub(crate) fn cutoff_ms(retention: Duration) -> i64 {

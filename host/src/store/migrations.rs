@@ -34,6 +34,11 @@ pub const SQLITE: &[Migration] = &[
         name: "cheaper writes",
         sql: include_str!("../../migrations/sqlite/0003_cheaper_writes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "event journeys",
+        sql: include_str!("../../migrations/sqlite/0004_event_journeys.sql"),
+    },
 ];
 
 /// The PostgreSQL store's steps, in order.
@@ -52,6 +57,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "cheaper writes",
         sql: include_str!("../../migrations/postgres/0003_cheaper_writes.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "event journeys",
+        sql: include_str!("../../migrations/postgres/0004_event_journeys.sql"),
     },
 ];
 

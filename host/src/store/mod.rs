@@ -9,6 +9,7 @@
 //! - [`outbox`], events committed with a batch, kept until published;
 //! - [`dead_letters`], the embedded bus's dead letters;
 //! - [`queue_bindings`], the binding keys of each plugin's queue;
+//! - [`journey`], what the store holds about one event id;
 //! - [`batch`], a batch's effects across documents, state, applied ids and
 //!   outbox, committed in ONE transaction on every backend;
 //! - [`cluster`], hosts' heartbeats and leases, for hosts sharing a store;
@@ -45,6 +46,7 @@ pub mod dedupe;
 pub mod documents;
 pub mod error;
 pub mod health;
+pub mod journey;
 pub mod migrations;
 pub mod outbox;
 pub mod postgres;
@@ -68,7 +70,8 @@ pub use dedupe::Dedupe;
 pub use documents::{DocumentWrite, Documents, Page};
 pub use error::StoreError;
 pub use health::StoreHealth;
-pub use outbox::{Outbox, OutboxEntry, PublishWrite};
+pub use journey::{AppliedRecord, EventRecords, Journeys, PublishedRecord};
+pub use outbox::{Cause, Outbox, OutboxEntry, PublishWrite};
 pub use queue_bindings::QueueBindings;
 pub use state::PluginState;
 
@@ -83,6 +86,7 @@ pub trait Backend:
     + Batches
     + Cluster
     + Transfer
+    + Journeys
     + fmt::Debug
     + Send
     + Sync
@@ -100,6 +104,7 @@ impl<T> Backend for T where
         + Batches
         + Cluster
         + Transfer
+        + Journeys
         + fmt::Debug
         + Send
         + Sync

@@ -21,6 +21,18 @@ pub struct PublishWrite {
     pub routing_key: String,
     pub body: String,
     pub hops: u32,
+    /// The event it is published because of, if any: recorded with the
+    /// commit for `GET /events/{eventId}`.
+    pub cause: Option<Cause>,
+}
+
+/// Why a plugin published an event: the `n`th publish of its handling of
+/// `event_id`. The published event's own id is `published_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub event_id: String,
+    pub n: u32,
+    pub published_id: String,
 }
 
 /// Reading and clearing the outbox.

@@ -26,13 +26,15 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Row};
 
 use super::copy::{
-    AppliedRow, BindingRow, CHUNK, DocumentRow, IdempotencyRow, Rows, Sink, StateRow,
+    AppliedRow, BindingRow, CHUNK, DocumentRow, IdempotencyRow, PluginVersionRow, PublishedRow,
+    Rows, Sink, StateRow,
 };
+use super::dead_letters::event_id_of;
 use super::error::Doing;
 use super::{
-    BatchCommit, Batches, Cluster, DeadLetters, Dedupe, DocumentWrite, Documents, HostRecord,
-    Outbox, OutboxEntry, Page, PluginState, QueueBindings, StoreError, StoredDeadLetter, Transfer,
-    lock, migrations, now_ms,
+    AppliedRecord, BatchCommit, Batches, Cluster, DeadLetters, Dedupe, DocumentWrite, Documents,
+    EventRecords, HostRecord, Journeys, Outbox, OutboxEntry, Page, PluginState, PublishedRecord,
+    QueueBindings, StoreError, StoredDeadLetter, Transfer, lock, migrations, now_ms,
 };
 use crate::config::redact_url;
 
@@ -579,6 +581,10 @@ impl Dedupe for Postgres {
             .with(|c| {
                 let mut tx = c.transaction()?;
                 tx.execute("DELETE FROM api_requests WHERE created_ms < $1", &[&cutoff])?;
+                tx.execute(
+                    "DELETE FROM published_events WHERE committed_ms < $1",
+                    &[&cutoff],
+                )?;
                 let pruned = tx.execute(
                     "DELETE FROM applied_events WHERE applied_ms < $1",
                     &[&cutoff],
@@ -707,12 +713,42 @@ impl Batches for Postgres {
                     )?;
                 }
                 if !ids.is_empty() {
+                    // One statement, one round trip: the file's declared
+                    // version (once per file) with the applied ids.
                     tx.execute(
-                        "INSERT INTO applied_events (plugin, event_id, version, applied_ms)
+                        "WITH v AS (
+                             INSERT INTO plugin_versions (plugin, sha256, version, first_applied_ms)
+                             VALUES ($1, $2, $5, $3) ON CONFLICT DO NOTHING
+                         )
+                         INSERT INTO applied_events (plugin, event_id, version, applied_ms)
                          SELECT $1, id, $2, $3 FROM UNNEST($4::text[]) AS t (id)",
-                        &[&batch.plugin, &batch.version, &now, &ids],
+                        &[&batch.plugin, &batch.version, &now, &ids, &batch.declared_version],
                     )
                     .doing("recording the batch's event ids as applied")?;
+                }
+                let caused: Vec<_> = batch
+                    .publish
+                    .iter()
+                    .filter_map(|e| e.cause.as_ref().map(|c| (c, e.routing_key.as_str())))
+                    .collect();
+                if !caused.is_empty() {
+                    tx.execute(
+                        "INSERT INTO published_events
+                         (source_event_id, plugin, n, event_id, routing_key, committed_ms)
+                         SELECT s, $1, n, e, r, $2
+                         FROM UNNEST($3::text[], $4::int4[], $5::text[], $6::text[]) AS t (s, n, e, r)",
+                        &[
+                            &batch.plugin,
+                            &now,
+                            &caused.iter().map(|(c, _)| c.event_id.as_str()).collect::<Vec<_>>(),
+                            &caused
+                                .iter()
+                                .map(|(c, _)| i32::try_from(c.n).unwrap_or(i32::MAX))
+                                .collect::<Vec<_>>(),
+                            &caused.iter().map(|(c, _)| c.published_id.as_str()).collect::<Vec<_>>(),
+                            &caused.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+                        ],
+                    )?;
                 }
                 let mut outbox = Vec::with_capacity(bodies.len());
                 if !bodies.is_empty() {
@@ -787,8 +823,8 @@ impl DeadLetters for Postgres {
             .with(|c| {
                 let mut tx = c.transaction()?;
                 let insert = tx.prepare(
-                    "INSERT INTO dead_letters (plugin, routing_key, body, reason, version, failed_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO dead_letters (plugin, routing_key, body, reason, version, failed_ms, event_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )?;
                 for l in letters {
                     tx.execute(
@@ -800,6 +836,7 @@ impl DeadLetters for Postgres {
                             &l.reason,
                             &l.version,
                             &l.failed_ms,
+                            &event_id_of(&l.body),
                         ],
                     )?;
                 }
@@ -879,6 +916,77 @@ impl QueueBindings for Postgres {
     }
 }
 
+impl Journeys for Postgres {
+    fn event_records(
+        &self,
+        event_id: &str,
+        plugins: &[String],
+    ) -> Result<EventRecords, StoreError> {
+        self.pool.with(|c| {
+            // Applied ids are keyed by plugin first: one index probe per
+            // plugin known here or recorded.
+            let applied = c
+                .query(
+                    "SELECT a.plugin, a.version, v.version, a.applied_ms FROM applied_events a
+                     LEFT JOIN plugin_versions v ON v.plugin = a.plugin AND v.sha256 = a.version
+                     WHERE a.plugin = ANY(ARRAY(
+                         SELECT DISTINCT plugin FROM plugin_versions
+                         UNION SELECT UNNEST($2::text[])
+                     )) AND a.event_id = $1
+                     ORDER BY a.plugin",
+                    &[&event_id, &plugins],
+                )?
+                .iter()
+                .map(|r| AppliedRecord {
+                    plugin: r.get(0),
+                    sha256: r.get(1),
+                    version: r.get(2),
+                    applied_ms: r.get(3),
+                })
+                .collect();
+            let published = c
+                .query(
+                    "SELECT plugin, n, event_id, routing_key, committed_ms FROM published_events
+                     WHERE source_event_id = $1 ORDER BY plugin, n",
+                    &[&event_id],
+                )?
+                .iter()
+                .map(|r| PublishedRecord {
+                    plugin: r.get(0),
+                    n: r.get::<_, i32>(1).max(0) as u32,
+                    event_id: r.get(2),
+                    routing_key: r.get(3),
+                    committed_ms: r.get(4),
+                })
+                .collect();
+            let dead_letters = c
+                .query(
+                    "SELECT seq, plugin, routing_key, body, reason, version, failed_ms
+                     FROM dead_letters WHERE event_id = $1 ORDER BY seq",
+                    &[&event_id],
+                )?
+                .iter()
+                .map(dead_letter)
+                .collect();
+            Ok(EventRecords {
+                applied,
+                published,
+                dead_letters,
+            })
+        })
+    }
+
+    fn declared_version(&self, plugin: &str, sha256: &str) -> Result<Option<String>, StoreError> {
+        self.pool.with(|c| {
+            Ok(c.query_opt(
+                "SELECT version FROM plugin_versions WHERE plugin = $1 AND sha256 = $2",
+                &[&plugin, &sha256],
+            )?
+            .map(|r| r.get(0)))
+        })
+    }
+}
+
 /// Every table a copy moves.
 const TABLES: &[&str] = &[
     "documents",
@@ -888,6 +996,8 @@ const TABLES: &[&str] = &[
     "api_requests",
     "dead_letters",
     "queue_bindings",
+    "plugin_versions",
+    "published_events",
 ];
 
 fn holds_rows(tx: &mut postgres::Transaction<'_>) -> Result<Option<&'static str>, StoreError> {
@@ -1032,6 +1142,43 @@ impl Transfer for Postgres {
                 },
                 each,
             )?;
+            export_table(
+                &mut tx,
+                "SELECT plugin, sha256, version, first_applied_ms FROM plugin_versions ORDER BY plugin, sha256",
+                |rows| {
+                    Rows::PluginVersions(
+                        rows.iter()
+                            .map(|r| PluginVersionRow {
+                                plugin: r.get(0),
+                                sha256: r.get(1),
+                                version: r.get(2),
+                                first_applied_ms: r.get(3),
+                            })
+                            .collect(),
+                    )
+                },
+                each,
+            )?;
+            export_table(
+                &mut tx,
+                "SELECT source_event_id, plugin, n, event_id, routing_key, committed_ms
+                 FROM published_events ORDER BY source_event_id, plugin, n",
+                |rows| {
+                    Rows::Published(
+                        rows.iter()
+                            .map(|r| PublishedRow {
+                                source_event_id: r.get(0),
+                                plugin: r.get(1),
+                                n: r.get::<_, i32>(2).max(0) as u32,
+                                event_id: r.get(3),
+                                routing_key: r.get(4),
+                                committed_ms: r.get(5),
+                            })
+                            .collect(),
+                    )
+                },
+                each,
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -1125,8 +1272,8 @@ fn import_rows(tx: &mut postgres::Transaction<'_>, rows: Rows) -> Result<(), Sto
             ],
         )?,
         Rows::DeadLetters(r) => tx.execute(
-            "INSERT INTO dead_letters (seq, plugin, routing_key, body, reason, version, failed_ms)
-             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::int8[])",
+            "INSERT INTO dead_letters (seq, plugin, routing_key, body, reason, version, failed_ms, event_id)
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::int8[], $8::text[])",
             &[
                 &column(&r, |r| r.seq),
                 &column(&r, |r| r.plugin.as_str()),
@@ -1135,6 +1282,30 @@ fn import_rows(tx: &mut postgres::Transaction<'_>, rows: Rows) -> Result<(), Sto
                 &column(&r, |r| r.reason.as_str()),
                 &column(&r, |r| r.version.as_str()),
                 &column(&r, |r| r.failed_ms),
+                &column(&r, |r| event_id_of(&r.body)),
+            ],
+        )?,
+        Rows::PluginVersions(r) => tx.execute(
+            "INSERT INTO plugin_versions (plugin, sha256, version, first_applied_ms)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])",
+            &[
+                &column(&r, |r| r.plugin.as_str()),
+                &column(&r, |r| r.sha256.as_str()),
+                &column(&r, |r| r.version.as_str()),
+                &column(&r, |r| r.first_applied_ms),
+            ],
+        )?,
+        Rows::Published(r) => tx.execute(
+            "INSERT INTO published_events
+             (source_event_id, plugin, n, event_id, routing_key, committed_ms)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::int8[])",
+            &[
+                &column(&r, |r| r.source_event_id.as_str()),
+                &column(&r, |r| r.plugin.as_str()),
+                &column(&r, |r| i32::try_from(r.n).unwrap_or(i32::MAX)),
+                &column(&r, |r| r.event_id.as_str()),
+                &column(&r, |r| r.routing_key.as_str()),
+                &column(&r, |r| r.committed_ms),
             ],
         )?,
         Rows::QueueBindings(r) => tx.execute(

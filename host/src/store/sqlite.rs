@@ -12,13 +12,15 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::copy::{
-    AppliedRow, BindingRow, CHUNK, DocumentRow, IdempotencyRow, Rows, Sink, StateRow,
+    AppliedRow, BindingRow, CHUNK, DocumentRow, IdempotencyRow, PluginVersionRow, PublishedRow,
+    Rows, Sink, StateRow,
 };
+use super::dead_letters::event_id_of;
 use super::error::Doing;
 use super::{
-    BatchCommit, Batches, Cluster, DeadLetters, Dedupe, DocumentWrite, Documents, HostRecord,
-    Outbox, OutboxEntry, Page, PluginState, QueueBindings, StoreError, StoredDeadLetter, Transfer,
-    lock, migrations, now_ms,
+    AppliedRecord, BatchCommit, Batches, Cluster, DeadLetters, Dedupe, DocumentWrite, Documents,
+    EventRecords, HostRecord, Journeys, Outbox, OutboxEntry, Page, PluginState, PublishedRecord,
+    QueueBindings, StoreError, StoredDeadLetter, Transfer, lock, migrations, now_ms,
 };
 
 /// The store's file name in the data folder.
@@ -361,6 +363,10 @@ impl Dedupe for Sqlite {
                 "DELETE FROM api_requests WHERE created_ms < ?1",
                 params![cutoff],
             )?;
+            tx.execute(
+                "DELETE FROM published_events WHERE committed_ms < ?1",
+                params![cutoff],
+            )?;
             Ok(tx.execute(
                 "DELETE FROM applied_events WHERE applied_ms < ?1",
                 params![cutoff],
@@ -427,6 +433,30 @@ impl Batches for Sqlite {
                 applied
                     .execute(params![batch.plugin, id, batch.version, now])
                     .doing(&format!("recording event {id:?} as applied"))?;
+            }
+            if !batch.applied_event_ids.is_empty() {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO plugin_versions (plugin, sha256, version, first_applied_ms)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![batch.plugin, batch.version, batch.declared_version, now])?;
+            }
+            let mut caused = tx.prepare_cached(
+                "INSERT INTO published_events
+                 (source_event_id, plugin, n, event_id, routing_key, committed_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for event in &batch.publish {
+                if let Some(cause) = &event.cause {
+                    caused.execute(params![
+                        cause.event_id,
+                        batch.plugin,
+                        cause.n,
+                        cause.published_id,
+                        event.routing_key,
+                        now
+                    ])?;
+                }
             }
             let mut queue = tx.prepare_cached(
                 "INSERT INTO outbox (plugin, routing_key, body, hops) VALUES (?1, ?2, ?3, ?4)",
@@ -582,8 +612,8 @@ impl DeadLetters for Sqlite {
     fn add_dead_letters(&self, letters: &[StoredDeadLetter]) -> Result<(), StoreError> {
         self.write(|tx| {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO dead_letters (plugin, routing_key, body, reason, version, failed_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO dead_letters (plugin, routing_key, body, reason, version, failed_ms, event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for l in letters {
                 insert.execute(params![
@@ -592,7 +622,8 @@ impl DeadLetters for Sqlite {
                     l.body,
                     l.reason,
                     l.version,
-                    l.failed_ms
+                    l.failed_ms,
+                    event_id_of(&l.body)
                 ])?;
             }
             Ok(())
@@ -659,6 +690,82 @@ impl QueueBindings for Sqlite {
     }
 }
 
+impl Journeys for Sqlite {
+    fn event_records(
+        &self,
+        event_id: &str,
+        plugins: &[String],
+    ) -> Result<EventRecords, StoreError> {
+        self.read(|c| {
+            let mut names: Vec<String> = c
+                .prepare_cached("SELECT DISTINCT plugin FROM plugin_versions")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            names.extend(plugins.iter().cloned());
+            names.sort();
+            names.dedup();
+            let mut applied = Vec::new();
+            let mut find = c.prepare_cached(
+                "SELECT a.version, v.version, a.applied_ms FROM applied_events a
+                 LEFT JOIN plugin_versions v ON v.plugin = a.plugin AND v.sha256 = a.version
+                 WHERE a.plugin = ?1 AND a.event_id = ?2",
+            )?;
+            for plugin in names {
+                if let Some((sha256, version, applied_ms)) = find
+                    .query_row(params![plugin, event_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?
+                {
+                    applied.push(AppliedRecord {
+                        plugin,
+                        sha256,
+                        version,
+                        applied_ms,
+                    });
+                }
+            }
+            let published = c
+                .prepare_cached(
+                    "SELECT plugin, n, event_id, routing_key, committed_ms FROM published_events
+                     WHERE source_event_id = ?1 ORDER BY plugin, n",
+                )?
+                .query_map(params![event_id], |r| {
+                    Ok(PublishedRecord {
+                        plugin: r.get(0)?,
+                        n: r.get(1)?,
+                        event_id: r.get(2)?,
+                        routing_key: r.get(3)?,
+                        committed_ms: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let dead_letters = c
+                .prepare_cached(
+                    "SELECT seq, plugin, routing_key, body, reason, version, failed_ms
+                     FROM dead_letters WHERE event_id = ?1 ORDER BY seq",
+                )?
+                .query_map(params![event_id], dead_letter)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(EventRecords {
+                applied,
+                published,
+                dead_letters,
+            })
+        })
+    }
+
+    fn declared_version(&self, plugin: &str, sha256: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT version FROM plugin_versions WHERE plugin = ?1 AND sha256 = ?2",
+            )?
+            .query_row(params![plugin, sha256], |r| r.get(0))
+            .optional()
+        })
+    }
+}
+
 /// Every table a copy moves, and whether it holds anything.
 const TABLES: &[&str] = &[
     "documents",
@@ -668,6 +775,8 @@ const TABLES: &[&str] = &[
     "api_requests",
     "dead_letters",
     "queue_bindings",
+    "plugin_versions",
+    "published_events",
 ];
 
 /// Streams `sql`'s rows to `each` in chunks of [`CHUNK`], wrapped by `wrap`.
@@ -793,6 +902,37 @@ impl Transfer for Sqlite {
             Rows::QueueBindings,
             each,
         )?;
+        export_table(
+            &tx,
+            "SELECT plugin, sha256, version, first_applied_ms FROM plugin_versions ORDER BY plugin, sha256",
+            |r| {
+                Ok(PluginVersionRow {
+                    plugin: r.get(0)?,
+                    sha256: r.get(1)?,
+                    version: r.get(2)?,
+                    first_applied_ms: r.get(3)?,
+                })
+            },
+            Rows::PluginVersions,
+            each,
+        )?;
+        export_table(
+            &tx,
+            "SELECT source_event_id, plugin, n, event_id, routing_key, committed_ms
+             FROM published_events ORDER BY source_event_id, plugin, n",
+            |r| {
+                Ok(PublishedRow {
+                    source_event_id: r.get(0)?,
+                    plugin: r.get(1)?,
+                    n: r.get(2)?,
+                    event_id: r.get(3)?,
+                    routing_key: r.get(4)?,
+                    committed_ms: r.get(5)?,
+                })
+            },
+            Rows::Published,
+            each,
+        )?;
         tx.finish()?;
         Ok(())
     }
@@ -864,8 +1004,8 @@ fn import_rows(tx: &rusqlite::Transaction<'_>, rows: Rows) -> Result<(), StoreEr
         }
         Rows::DeadLetters(rows) => {
             let mut s = tx.prepare_cached(
-                "INSERT INTO dead_letters (seq, plugin, routing_key, body, reason, version, failed_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO dead_letters (seq, plugin, routing_key, body, reason, version, failed_ms, event_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for r in rows {
                 s.execute(params![
@@ -875,7 +1015,34 @@ fn import_rows(tx: &rusqlite::Transaction<'_>, rows: Rows) -> Result<(), StoreEr
                     r.body,
                     r.reason,
                     r.version,
-                    r.failed_ms
+                    r.failed_ms,
+                    event_id_of(&r.body)
+                ])?;
+            }
+        }
+        Rows::PluginVersions(rows) => {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO plugin_versions (plugin, sha256, version, first_applied_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in rows {
+                s.execute(params![r.plugin, r.sha256, r.version, r.first_applied_ms])?;
+            }
+        }
+        Rows::Published(rows) => {
+            let mut s = tx.prepare_cached(
+                "INSERT INTO published_events
+                 (source_event_id, plugin, n, event_id, routing_key, committed_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in rows {
+                s.execute(params![
+                    r.source_event_id,
+                    r.plugin,
+                    r.n,
+                    r.event_id,
+                    r.routing_key,
+                    r.committed_ms
                 ])?;
             }
         }

@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use sha2::Digest;
+
 use super::copy::Rows;
 use super::*;
 
@@ -109,6 +111,7 @@ pub(crate) fn batch(ids: &[&str]) -> BatchCommit {
     BatchCommit {
         plugin: "p".into(),
         version: "v1".into(),
+        declared_version: "1.0.0".into(),
         applied_event_ids: ids.iter().map(|s| s.to_string()).collect(),
         documents: vec![DocumentWrite::Upsert {
             collection: "c".into(),
@@ -120,6 +123,11 @@ pub(crate) fn batch(ids: &[&str]) -> BatchCommit {
             routing_key: "x.y".into(),
             body: "{}".into(),
             hops: 2,
+            cause: ids.first().map(|id| Cause {
+                event_id: id.to_string(),
+                n: 0,
+                published_id: format!("{id}/p/0"),
+            }),
         }],
         state_generation: None,
     }
@@ -165,7 +173,124 @@ on_every_backend!(
     a_commit_from_a_stale_state_generation_is_a_conflict,
     a_lease_has_one_holder_until_it_expires_or_is_released,
     hosts_are_listed_by_their_last_heartbeat,
+    an_event_is_looked_up_by_its_id_across_plugins,
 );
+
+fn an_event_is_looked_up_by_its_id_across_plugins(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    // Ids our fixtures never use: a slash, unicode, and the longest id the
+    // host admits, incompressible (PostgreSQL indexes it whole).
+    let id = "e/1 ünï 🚀";
+    let longest: String = (0u32..)
+        .flat_map(|i| hex::encode(sha2::Sha256::digest(i.to_be_bytes())).into_bytes())
+        .take(dedupe::MAX_EVENT_ID_BYTES)
+        .map(char::from)
+        .collect();
+    let mut p = batch(&[id, &longest]);
+    p.publish.push(PublishWrite {
+        routing_key: "out.second".into(),
+        body: "{}".into(),
+        hops: 1,
+        cause: Some(Cause {
+            event_id: id.into(),
+            n: 1,
+            published_id: "chosen by the plugin".into(),
+        }),
+    });
+    db.commit_batch(&p).unwrap();
+    let q = BatchCommit {
+        plugin: "q".into(),
+        version: "q-sha".into(),
+        declared_version: "2.0.0".into(),
+        applied_event_ids: vec![id.into()],
+        ..BatchCommit::default()
+    };
+    db.commit_batch(&q).unwrap();
+    // The same file again, declaring something else: the first stays.
+    db.commit_batch(&BatchCommit {
+        declared_version: "other".into(),
+        ..batch(&["e2"])
+    })
+    .unwrap();
+    let letter = |plugin: &str, body: &[u8]| StoredDeadLetter {
+        seq: 0,
+        plugin: plugin.into(),
+        routing_key: "x.y".into(),
+        body: body.to_vec(),
+        reason: format!("bad for {plugin}"),
+        version: "r-sha".into(),
+        failed_ms: 7,
+    };
+    let too_long = format!(r#"{{"eventId":"{}"}}"#, "z".repeat(5000));
+    db.add_dead_letters(&[
+        letter("r", format!(r#"{{"eventId":"{id}","n":1}}"#).as_bytes()),
+        letter("r", b"not json"),
+        letter("r", br#"{"eventId":"e"}"#),
+        letter("s", too_long.as_bytes()),
+    ])
+    .unwrap();
+
+    let found = db.event_records(id, &["r".into(), "z".into()]).unwrap();
+    let applied: Vec<_> = found
+        .applied
+        .iter()
+        .map(|a| (a.plugin.as_str(), a.sha256.as_str(), a.version.as_deref()))
+        .collect();
+    assert_eq!(
+        applied,
+        [("p", "v1", Some("1.0.0")), ("q", "q-sha", Some("2.0.0"))]
+    );
+    assert!(found.applied.iter().all(|a| a.applied_ms > 0));
+    let published: Vec<_> = found
+        .published
+        .iter()
+        .map(|e| {
+            (
+                e.plugin.as_str(),
+                e.n,
+                e.event_id.as_str(),
+                e.routing_key.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        published,
+        [
+            ("p", 0, format!("{id}/p/0").as_str(), "x.y"),
+            ("p", 1, "chosen by the plugin", "out.second")
+        ]
+    );
+    assert_eq!(found.dead_letters.len(), 1);
+    assert_eq!(found.dead_letters[0].reason, "bad for r");
+    assert_eq!(found.dead_letters[0].failed_ms, 7);
+
+    let longest_found = db.event_records(&longest, &[]).unwrap();
+    assert_eq!(longest_found.applied.len(), 1, "found without naming p");
+    assert!(
+        longest_found.published.is_empty(),
+        "published because of {id} only"
+    );
+    let prefix = db.event_records("e/1", &["p".into(), "q".into()]).unwrap();
+    assert_eq!(prefix, EventRecords::default(), "an id is matched whole");
+    let stranger = db.event_records("never seen", &["p".into()]).unwrap();
+    assert_eq!(stranger, EventRecords::default());
+    assert_eq!(
+        db.declared_version("p", "v1").unwrap().as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!(db.declared_version("p", "q-sha").unwrap(), None);
+
+    std::thread::sleep(Duration::from_millis(5));
+    db.prune_applied(Duration::from_millis(1)).unwrap();
+    let pruned = db.event_records(id, &[]).unwrap();
+    assert!(pruned.applied.is_empty() && pruned.published.is_empty());
+    assert_eq!(
+        pruned.dead_letters.len(),
+        1,
+        "dead letters stay until replayed"
+    );
+}
 
 fn a_commit_from_a_stale_state_generation_is_a_conflict(h: &Harness) {
     let store = h.open();
@@ -440,6 +565,7 @@ fn the_outbox_keeps_order_until_done(h: &Harness) {
             routing_key: format!("k.{i}"),
             body: format!("{{\"i\":{i}}}"),
             hops: i,
+            cause: None,
         })
         .collect();
     let outbox = db.commit_batch(&b).unwrap();
@@ -519,7 +645,11 @@ pub(crate) fn populate(db: &dyn Backend) {
     let outbox = db.commit_batch(&b).unwrap();
     let mut second = batch(&["e3"]);
     second.version = "v2".into();
-    second.publish.push(second.publish[0].clone());
+    let mut another = second.publish[0].clone();
+    if let Some(cause) = &mut another.cause {
+        cause.n = 1;
+    }
+    second.publish.push(another);
     db.commit_batch(&second).unwrap();
     db.outbox_done(&[outbox[0].seq]).unwrap();
     db.bind_idempotency_key("api/k", "aaa").unwrap();
@@ -552,6 +682,8 @@ fn a_store_copies_into_an_empty_store_only(h: &Harness) {
             idempotency_keys: 1,
             dead_letters: 1,
             queue_bindings: 1,
+            plugin_versions: 2,
+            published: 3,
         }
     );
     assert_eq!(
