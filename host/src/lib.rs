@@ -15,6 +15,7 @@
 //! - [`store`], documents, plugin state, applied ids, outbox, dead letters
 //!   and queue bindings, on SQLite (embedded) or PostgreSQL (shared);
 //! - [`api`], the axum routes;
+//! - [`console`], the web console's static files, served at `GET /`;
 //! - [`topic`], AMQP topic matching for events that bypass the broker;
 //! - [`telemetry`], logging setup;
 //! - [`authoring`], the plugin author's tools (`switchyard plugin test|record|build|new`).
@@ -27,6 +28,7 @@ pub mod batch;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod dead_letters;
 pub mod embedded;
 pub mod headers;

@@ -183,35 +183,19 @@ fn js_toolchain(root: &Path) -> Result<PathBuf> {
              and npm (Debian: apt-get install nodejs npm)"
         );
     }
-    let lock = std::fs::read(source.join("package-lock.json"))
-        .context("reading sdk/js/toolchain/package-lock.json")?;
-    let installed = std::fs::read(tools.join("package-lock.json")).ok();
+    crate::npm::install_locked(
+        &source,
+        &tools,
+        &cli,
+        &format!("componentize-js {COMPONENTIZE_JS}"),
+    )?;
     let pinned = std::fs::read_to_string(package.join("package.json"))
         .is_ok_and(|p| p.contains(&format!("\"version\": \"{COMPONENTIZE_JS}\"")));
-    if pinned && installed.as_deref() == Some(&lock[..]) && cli.exists() {
-        return Ok(cli);
-    }
-    if version_of(Path::new("npm"), &["--version"]).is_none() {
-        bail!("npm is not installed; the JavaScript plugins need it (Debian: apt-get install npm)");
-    }
-    std::fs::create_dir_all(&tools)?;
-    std::fs::copy(source.join("package.json"), tools.join("package.json"))?;
-    std::fs::write(tools.join("package-lock.json"), &lock)?;
-    eprintln!(
-        "xtask: installing componentize-js {COMPONENTIZE_JS} into {}",
-        tools.display()
-    );
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&tools)
-        .status()
-        .context("running npm ci")?;
-    if !status.success() || !cli.exists() {
-        // A failed install must not pass for a good one next time.
-        let _ = std::fs::remove_file(tools.join("package-lock.json"));
+    if !pinned {
         bail!(
-            "npm ci in {} failed (is the npm registry reachable?)",
-            tools.display()
+            "{} is not componentize-js {COMPONENTIZE_JS}: sdk/js/toolchain/package-lock.json \
+             and guests.rs disagree",
+            package.display()
         );
     }
     Ok(cli)

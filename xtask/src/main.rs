@@ -12,7 +12,9 @@
 //!
 //! Each task numbers its steps on stderr as it goes ([`progress`]).
 
+mod browser;
 mod guests;
+mod npm;
 mod progress;
 mod stack;
 
@@ -382,7 +384,7 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 fn test(args: &[String]) -> Result<()> {
-    let mut steps = Steps::new(5);
+    let mut steps = Steps::new(6);
     steps.run(PLUGINS_STEP, build_plugins)?;
     steps.run(GUESTS_STEP, || guests::build(&root()))?;
     steps.run("checking RabbitMQ and PostgreSQL", || {
@@ -393,6 +395,9 @@ fn test(args: &[String]) -> Result<()> {
         "preparing the tests' Python (prometheus-client)",
         test_python,
     )?;
+    let browser_modules = steps.run("preparing the console test's playwright-core", || {
+        browser::install(&root())
+    })?;
     let mut cargo_args = vec![
         "test",
         "-p",
@@ -416,7 +421,13 @@ fn test(args: &[String]) -> Result<()> {
     steps.run_talking("building and running the tests", || {
         cargo_with(
             &cargo_args,
-            &[("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy())],
+            &[
+                ("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy()),
+                (
+                    "SWITCHYARD_TEST_BROWSER_MODULES",
+                    &browser_modules.to_string_lossy(),
+                ),
+            ],
         )
     })?;
     steps.finish();

@@ -1,4 +1,5 @@
-//! The document collections: `GET /analytics/collections/{name}` and
+//! The document collections: `GET /analytics/collections` (their names),
+//! `GET /analytics/collections/{name}` and
 //! `GET /analytics/collections/{name}/{key}`.
 
 use axum::Json;
@@ -6,8 +7,30 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use super::{ApiError, AppState, ErrorBody, PageParams, Paged, storable};
+
+/// `GET /analytics/collections`: every collection that holds a document,
+/// with how many it holds: `{"collections": [{"name", "documents"}]}`.
+#[utoipa::path(
+    get,
+    path = "/analytics/collections",
+    tag = "data",
+    summary = "The document collections",
+    description = "Every collection that holds a document, by name (byte order), with how many \
+        it holds: `{\"collections\": [{\"name\", \"documents\"}]}`.",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "The collections", body = Object)),
+)]
+pub(super) async fn collections(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let listed = s.db.call(|db| db.collections()).await?;
+    let collections: Vec<Value> = listed
+        .into_iter()
+        .map(|(name, documents)| json!({ "name": name, "documents": documents }))
+        .collect();
+    Ok(Json(json!({ "collections": collections })))
+}
 
 #[utoipa::path(
     get,

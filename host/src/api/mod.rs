@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, document) = OpenApiRouter::with_openapi(openapi::Top::openapi())
         .routes(routes!(health::health))
         .routes(routes!(openapi::openapi_json))
+        .merge(crate::console::routes())
         .merge(reads)
         .merge(writes)
         .split_for_parts();
@@ -135,6 +136,7 @@ async fn time_limit(State(limit): State<Duration>, request: Request, next: Next)
 fn read_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(views::data_view))
+        .routes(routes!(documents::collections))
         .routes(routes!(documents::collection))
         .routes(routes!(documents::document))
         .routes(routes!(views::plugin_view))

@@ -258,6 +258,89 @@ fn concrete(path: &str) -> String {
         .join("/")
 }
 
+/// A GET answered with its raw body (the console's files are not JSON).
+async fn get_raw(
+    app: &axum::Router,
+    uri: &str,
+    if_none_match: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut request = Request::builder().uri(uri);
+    if let Some(tag) = if_none_match {
+        request = request.header(header::IF_NONE_MATCH, tag);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, headers, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn the_console_is_served_open_with_a_strict_policy_even_when_reads_are_protected() {
+    let (app, _dir) = app(&["--api-token", "s3cret", "--protect-reads"]).await;
+    let (status, headers, page) = get_raw(&app, "/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(policy.contains("default-src 'self'"), "{policy}");
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(!policy.contains("unsafe"), "{policy}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(
+        String::from_utf8(page)
+            .unwrap()
+            .contains("/console/console.js")
+    );
+    // An unchanged file costs a 304.
+    let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+    let (status, _, body) = get_raw(&app, "/", Some(&etag)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    let (status, _, _) = get_raw(&app, "/", Some("\"something else\"")).await;
+    assert_eq!(status, StatusCode::OK);
+    for (file, kind) in [
+        ("console.js", "text/javascript; charset=utf-8"),
+        ("console.css", "text/css; charset=utf-8"),
+        ("icon.svg", "image/svg+xml"),
+        ("index.html", "text/html; charset=utf-8"),
+    ] {
+        let (status, headers, body) = get_raw(&app, &format!("/console/{file}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        assert_eq!(headers[header::CONTENT_TYPE], kind, "{file}");
+        assert!(!body.is_empty(), "{file}");
+    }
+    // What is not a console file is a JSON 404, wherever it points.
+    for uri in [
+        "/console/nope.js",
+        "/console/..%2FCargo.toml",
+        "/console/",
+        "/console/%00",
+    ] {
+        let (status, _, body) = call(&app, Method::GET, uri, None, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(error(&body).contains("no "), "{uri}: {body}");
+    }
+    let (status, _, _) = call(&app, Method::POST, "/", None, "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // The data the page reads stays behind the token.
+    let (status, _, _) = call(&app, Method::GET, "/analytics/collections", None, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_collections_of_an_empty_store_are_an_empty_list() {
+    let (app, _dir) = app(&[]).await;
+    let (status, _, body) = call(&app, Method::GET, "/analytics/collections", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, serde_json::json!({ "collections": [] }));
+}
+
 #[tokio::test]
 async fn the_document_lists_exactly_the_routes_and_methods_the_router_serves() {
     let (app, _dir) = app(&[]).await;
@@ -347,7 +430,9 @@ async fn every_operation_documents_its_errors_and_who_may_call_it() {
             assert!(answers.contains_key("503"), "{what}: the time limit");
             let security = operation["security"].as_array();
             match (path.as_str(), method.as_str()) {
-                ("/health" | "/openapi.json", _) => assert!(security.is_none(), "{what} is open"),
+                ("/health" | "/openapi.json" | "/" | "/console/{file}", _) => {
+                    assert!(security.is_none(), "{what} is open")
+                }
                 (_, "get") => {
                     // Open unless reads are protected: the token is optional.
                     assert_eq!(

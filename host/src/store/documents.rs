@@ -47,4 +47,8 @@ pub trait Documents {
     /// Up to `limit` documents of `collection` with keys after `after`, in
     /// byte order of the keys.
     fn scan(&self, collection: &str, after: Option<&str>, limit: u32) -> Result<Page, StoreError>;
+
+    /// Every collection that holds at least one document, in byte order of
+    /// the names, with how many documents it holds.
+    fn collections(&self) -> Result<Vec<(String, u64)>, StoreError>;
 }

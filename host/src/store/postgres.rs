@@ -368,6 +368,21 @@ impl Documents for Postgres {
         })?;
         Ok(Page::of(entries, limit))
     }
+
+    fn collections(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.pool.with(|c| {
+            // COLLATE "C": byte order, as the keys are listed.
+            let rows = c.query(
+                "SELECT collection, COUNT(*) FROM documents
+                 GROUP BY collection ORDER BY collection COLLATE \"C\"",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+                .collect())
+        })
+    }
 }
 
 impl PluginState for Postgres {

@@ -244,6 +244,16 @@ impl Documents for Sqlite {
         })?;
         Ok(Page::of(entries, limit))
     }
+
+    fn collections(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT collection, COUNT(*) FROM documents GROUP BY collection ORDER BY collection",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+            .collect()
+        })
+    }
 }
 
 impl PluginState for Sqlite {

@@ -163,6 +163,7 @@ on_every_backend!(
     an_applied_id_recorded_twice_is_a_conflict_and_leaves_nothing_behind,
     deletes_and_rewrites_within_a_batch_keep_the_last_write,
     scan_pages_in_byte_order_of_the_keys,
+    collections_are_listed_in_byte_order_with_their_counts,
     state_survives_reopening_and_applied_ids_expire,
     an_idempotency_key_keeps_its_first_body_until_freed_or_expired,
     the_outbox_keeps_order_until_done,
@@ -479,6 +480,50 @@ fn scan_pages_in_byte_order_of_the_keys(h: &Harness) {
     assert_eq!(second.entries, vec![("c".to_string(), "\"c\"".to_string())]);
     assert_eq!(second.next, None);
     assert!(db.scan("none", None, 10).unwrap().entries.is_empty());
+    assert_eq!(
+        db.collections().unwrap(),
+        vec![("c".to_string(), 4), ("other".to_string(), 1)]
+    );
+}
+
+fn collections_are_listed_in_byte_order_with_their_counts(h: &Harness) {
+    let store = h.open();
+    let db = store.blocking();
+    assert!(db.collections().unwrap().is_empty(), "an empty store");
+    let mut b = BatchCommit {
+        plugin: "p".into(),
+        ..Default::default()
+    };
+    // Byte order, unicode and separators kept as they are.
+    for (collection, key) in [("b", "1"), ("B", "1"), ("é/x y", "1"), ("b", "2")] {
+        b.documents.push(DocumentWrite::Upsert {
+            collection: collection.into(),
+            key: key.into(),
+            json: "1".into(),
+        });
+    }
+    db.commit_batch(&b).unwrap();
+    let names = |db: &dyn crate::store::Backend| db.collections().unwrap();
+    assert_eq!(
+        names(db),
+        vec![
+            ("B".to_string(), 1),
+            ("b".to_string(), 2),
+            ("é/x y".to_string(), 1)
+        ]
+    );
+    // A collection whose last document is deleted is no longer listed.
+    let delete = BatchCommit {
+        plugin: "p".into(),
+        documents: vec![DocumentWrite::Delete {
+            collection: "B".into(),
+            key: "1".into(),
+        }],
+        ..Default::default()
+    };
+    db.commit_batch(&delete).unwrap();
+    assert_eq!(names(db)[0], ("b".to_string(), 2));
+    assert_eq!(names(db).len(), 2);
 }
 
 fn state_survives_reopening_and_applied_ids_expire(h: &Harness) {
