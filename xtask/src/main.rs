@@ -17,6 +17,7 @@ mod guests;
 mod npm;
 mod progress;
 mod stack;
+mod test_runner;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
@@ -384,7 +385,8 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 fn test(args: &[String]) -> Result<()> {
-    let mut steps = Steps::new(6);
+    let split = args.iter().all(|a| a == "--no-fail-fast");
+    let mut steps = Steps::new(if split { 7 } else { 6 });
     steps.run(PLUGINS_STEP, build_plugins)?;
     steps.run(GUESTS_STEP, || guests::build(&root()))?;
     steps.run("checking RabbitMQ and PostgreSQL", || {
@@ -417,19 +419,37 @@ fn test(args: &[String]) -> Result<()> {
         "-p",
         "xtask",
     ];
-    cargo_args.extend(args.iter().map(String::as_str));
-    steps.run_talking("building and running the tests", || {
-        cargo_with(
-            &cargo_args,
-            &[
-                ("SWITCHYARD_TEST_PYTHON", &python.to_string_lossy()),
-                (
-                    "SWITCHYARD_TEST_BROWSER_MODULES",
-                    &browser_modules.to_string_lossy(),
-                ),
-            ],
-        )
-    })?;
+    let envs = [
+        (
+            "SWITCHYARD_TEST_PYTHON",
+            python.to_string_lossy().into_owned(),
+        ),
+        (
+            "SWITCHYARD_TEST_BROWSER_MODULES",
+            browser_modules.to_string_lossy().into_owned(),
+        ),
+    ];
+    // Arguments for cargo (one test, a filter) run the old way: one
+    // binary after another, as cargo does. `--no-fail-fast` is what the
+    // runner does anyway.
+    if !split {
+        cargo_args.extend(args.iter().map(String::as_str));
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        steps.run_talking("building and running the tests", || {
+            cargo_with(&cargo_args, &envs)
+        })?;
+    } else {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let binaries = steps.run("building the tests", || {
+            test_runner::build(&cargo, &cargo_args, &root())
+        })?;
+        let jobs = test_runner::jobs();
+        let timings = root().join("target/test-times.json");
+        steps.run_talking(
+            &format!("running the tests, {jobs} binaries at a time"),
+            || test_runner::run_all(binaries, jobs, &envs, &timings),
+        )?;
+    }
     steps.finish();
     Ok(())
 }
