@@ -297,3 +297,77 @@ fn a_transformer_that_imports_a_producers_publish_is_refused_naming_the_import()
         "{error}"
     );
 }
+
+/// A compile cache entry that is cut short, of the earlier format (a
+/// sha256 before the payload), empty, or whose checksum no longer matches
+/// is compiled again and rewritten, never mapped; a sound entry is mapped
+/// and its plugin behaves as the compiled one. (Entries are only damaged
+/// while no plugin maps them: the host never writes one in place.)
+#[test]
+fn a_damaged_or_foreign_compile_cache_entry_is_compiled_again_never_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compiled");
+    let engine = PluginEngine::new(
+        Store::sqlite(dir.path()).unwrap(),
+        Duration::from_secs(5),
+        64 * MIB,
+        Some(&cache),
+        Access::default(),
+    )
+    .unwrap();
+    let path = common::plugin_file("merge");
+    let wasm = std::fs::read(&path).unwrap();
+    let load = || engine.load(&path, &wasm, "sha-of-merge").unwrap();
+    let customer = event(
+        "e1",
+        "customer.created",
+        r#"{"id":"c1","name":"n","timestamp":"2026-11-24T08:00:00Z"}"#,
+    );
+    let compiled = load();
+    assert!(!compiled.from_cache);
+    let expected = format!("{:?}", handle(&compiled, &customer).unwrap());
+    drop(compiled);
+    let cached = load();
+    assert!(cached.from_cache, "a sound entry is loaded");
+    assert_eq!(
+        format!("{:?}", handle(&cached, &customer).unwrap()),
+        expected
+    );
+    // No plugin maps the entry while it is damaged below.
+    drop(cached);
+
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    let sound = std::fs::read(entry).unwrap();
+    let payload = &sound[..sound.len() - 8];
+    let mut earlier_format = vec![0xab; 32];
+    earlier_format.extend_from_slice(payload);
+    let mut bad_checksum = sound.clone();
+    let at = sound.len() - 6;
+    bad_checksum[at] ^= 1;
+    let mut flipped = sound.clone();
+    flipped[sound.len() / 3] ^= 0x40;
+    let damaged: [(&str, Vec<u8>); 6] = [
+        ("cut in half", sound[..sound.len() / 2].to_vec()),
+        ("without its trailer", payload.to_vec()),
+        ("of the earlier format", earlier_format),
+        ("with a wrong checksum", bad_checksum),
+        ("with a byte flipped", flipped),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in damaged {
+        std::fs::write(entry, &bytes).unwrap();
+        let reloaded = load();
+        assert!(!reloaded.from_cache, "an entry {what} was loaded");
+        let actions = handle(&reloaded, &customer).unwrap();
+        assert_eq!(format!("{actions:?}"), expected, "{what}");
+        drop(reloaded);
+        let rewritten = load();
+        assert!(rewritten.from_cache, "the entry {what} is rewritten");
+        drop(rewritten);
+    }
+}

@@ -7,12 +7,20 @@ two swap in place of each other.
 
 ``state`` and ``collections`` come in as arguments (objects with
 get/set and get/scan), so that the rules do not touch the bindings.
+
+Speed: an ordinary event takes fast paths (the C JSON decoder alone,
+instants by a compiled pattern, stored state parsed once per value, JSON
+written by hand). Each is taken only when it is sure to give what the exact
+path gives, and anything unusual goes the exact path, which finds the Rust
+merge's reason.
 """
 
 import json
+import re
+from json.scanner import make_scanner
 
 import instant
-from switchyard_plugin import Reject, delete, to_json, upsert
+from switchyard_plugin import Reject, delete, to_json, upsert_raw
 
 CUSTOMERS = "customers"
 PRODUCTS = "products"
@@ -58,12 +66,79 @@ def _no_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+# The fast path's decoder: the C scanner with no Python callback but for
+# NaN and Infinity (which raise, sending the body the exact path).
+_scan = make_scanner(json.JSONDecoder(parse_constant=_no_constant))
+# A number -0 (not -0.5, -0e1, nor the "-05" of a date), which the exact
+# path reads as a float.
+_minus_zero = re.compile(r"-0(?![0-9.eE])").search
+_quote = json.encoder.encode_basestring
+
+
 def _integer(text):
     # serde_json reads -0 as a float: the Rust merge rejects it as a stock.
     return -0.0 if text == "-0" else int(text)
 
 
 def parse_object(body, fields):
+    """The body, an object, as a dict; ``Reject`` when it is not one, is not
+    JSON or gives a field of ``fields`` twice."""
+    value = _parse_plain(body)
+    return value if value is not None else parse_object_exact(body, fields)
+
+
+def _parse_plain(body):
+    """``body`` read by the C decoder alone when that is sure to give what
+    ``parse_object_exact`` gives, else None. Sure means: the text starts
+    with ``{``, holds no number -0, and has exactly two ``"`` per string
+    (key or value) in the value read. The text has two per string it holds
+    plus one per escaped quote; a key given twice, at any depth, however
+    spelled, leaves the value at least one string fewer than the text."""
+    if body[:1] != "{":
+        return None
+    try:
+        value, end = _scan(body, 0)
+        if end != len(body):
+            return None
+        if "-0" in body and _minus_zero(body):
+            return None
+        if body.count('"') != 2 * _strings(value):
+            return None
+    except Exception:  # noqa: BLE001 - the exact path says what is wrong
+        return None
+    return value
+
+
+def _strings(value):
+    """How many strings, keys included, the dict ``value`` holds."""
+    count = len(value)
+    for item in value.values():
+        kind = type(item)
+        if kind is str:
+            count += 1
+        elif kind is dict:
+            count += _strings(item)
+        elif kind is list:
+            count += _list_strings(item)
+    return count
+
+
+def _list_strings(items):
+    count = 0
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            count += 1
+        elif kind is dict:
+            count += _strings(item)
+        elif kind is list:
+            count += _list_strings(item)
+    return count
+
+
+def parse_object_exact(body, fields):
+    """``parse_object`` with a Python callback per object and per integer:
+    slower, but it sees repeated keys and -0."""
     if not body.lstrip().startswith("{"):
         raise Reject("body must be a JSON object")
     duplicates = []
@@ -101,14 +176,30 @@ def handle(state, routing_key, body, received_at_ms):
         raise Reject(f"unsupported routing key {routing_key}")
 
     fields = parse_object(body, EVENT_FIELDS)
-    id_ = require_id(fields, _event_field)
+    # validate(), inline: each check lets the ordinary value through and
+    # leaves any other to the function that rejects it, in the same order.
+    id_ = fields.get("id")
+    if type(id_) is not str or not id_:
+        id_ = require_id(fields, _event_field)
     deleting = word == "deleted" or word.endswith(".deleted")
-    change = None if deleting else validate(kind, id_, fields, _event_field)
+    name = email = stock = None
+    if not deleting:
+        name = fields.get("name")
+        if name is not None and type(name) is not str:
+            optional_str(name, _event_field, "name")
+        if kind.is_customer:
+            email = fields.get("email")
+            if email is not None and type(email) is not str:
+                optional_str(email, _event_field, "email")
+        else:
+            stock = fields.get("stock")
+            if stock is not None and (type(stock) is not int or not 0 <= stock <= U64_MAX):
+                optional_stock(stock, _event_field)
     at, text = require_timestamp(fields)
-    if change is None:
+    if deleting:
         action = delete_entity(state, kind, id_, at, text)
     else:
-        action = upsert_entity(state, kind, change, at, text)
+        action = upsert_entity(state, kind, id_, name, email, stock, at, text)
     return [] if action is None else [action]
 
 
@@ -140,58 +231,99 @@ def legacy_post(state, body, received_at_ms):
     text = instant.format_millis(received_at_ms)
     actions = []
     for kind, change in [(CUSTOMER, customer_change)] + [(PRODUCT, c) for c in product_changes]:
-        action = upsert_entity(state, kind, change, at, text)
+        action = upsert_entity(state, kind, change["id"], change["name"], change["email"],
+                               change["stock"], at, text)
         if action is not None:
             actions.append(action)
     return actions
 
 
-def _is_newer(stored, at):
-    return (stored["secs"], stored["nanos"]) > at
-
-
-def upsert_entity(state, kind, change, at, text):
-    key = kind.prefix + change["id"]
+def upsert_entity(state, kind, id_, name, email, stock, at, text):
+    """The upsert of the entity ``id_`` with the fields given (None: keep
+    the stored one), or None when the stored entity is newer than ``at``."""
+    key = kind.prefix + id_
     previous = load(state, key)
-    if previous is not None and _is_newer(previous, at):
-        return None
-    # A tombstone keeps only its instant: a recreated entity starts empty.
-    entity = previous if previous is not None and not previous.get("deleted") else {}
-    name = change["name"] if change["name"] is not None else entity.get("name")
-    email = change["email"] if change["email"] is not None else entity.get("email")
-    stock = change["stock"] if change["stock"] is not None else entity.get("stock")
-    stored = {}
+    if previous is not None:
+        if previous[0] > at:
+            return None
+        # A tombstone keeps only its instant: a recreated entity starts empty.
+        if not previous[1]:
+            if name is None:
+                name = previous[2]
+            if email is None:
+                email = previous[3]
+            if stock is None:
+                stock = previous[4]
+    # The state is {"name", "email", "stock" (those not None), "secs",
+    # "nanos", "updatedAt"}, written as to_json would write it.
+    fields = ""
     if name is not None:
-        stored["name"] = name
+        fields += '"name":' + _json(name) + ","
     if email is not None:
-        stored["email"] = email
+        fields += '"email":' + _json(email) + ","
     if stock is not None:
-        stored["stock"] = stock
-    stored["secs"], stored["nanos"] = at
-    stored["updatedAt"] = text
-    state.set(key, to_json(stored).encode())
+        fields += '"stock":' + _json(stock) + ","
+    quoted_text = _quote(text)
+    raw = f'{{{fields}"secs":{at[0]},"nanos":{at[1]},"updatedAt":{quoted_text}}}'.encode()
+    state.set(key, raw)
+    _remember(key, raw, (at, False, name, email, stock))
 
+    # The document is {"id", "name", "email" | "stock", "updatedAt"}.
     if kind.is_customer:
-        doc = {"id": change["id"], "name": name, "email": email, "updatedAt": text}
+        doc = (f'{{"id":{_quote(id_)},"name":{_json(name)},"email":{_json(email)},'
+               f'"updatedAt":{quoted_text}}}')
     else:
-        doc = {"id": change["id"], "name": name, "stock": stock, "updatedAt": text}
-    return upsert(kind.collection, change["id"], doc)
+        doc = (f'{{"id":{_quote(id_)},"name":{_json(name)},"stock":{_json(stock)},'
+               f'"updatedAt":{quoted_text}}}')
+    return upsert_raw(kind.collection, id_, doc)
+
+
+def _json(value):
+    """``to_json(value)``, by hand for a string, an integer or None."""
+    kind = type(value)
+    if kind is str:
+        return _quote(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return to_json(value)
 
 
 def delete_entity(state, kind, id_, at, text):
     key = kind.prefix + id_
     previous = load(state, key)
-    if previous is not None and _is_newer(previous, at):
+    if previous is not None and previous[0] > at:
         return None
     tombstone = {"secs": at[0], "nanos": at[1], "updatedAt": text, "deleted": True}
-    state.set(key, to_json(tombstone).encode())
+    raw = to_json(tombstone).encode()
+    state.set(key, raw)
+    _remember(key, raw, (at, True, None, None, None))
     return delete(kind.collection, id_)
 
 
+# The stored entities last read or written, by key: (the bytes, what load
+# returns for them). The same bytes give the same entity, so each is parsed
+# once. Bounded: forgotten in full when full.
+_LOADED = {}
+_LOADED_KEYS = 4096
+
+
+def _remember(key, raw, entity):
+    if len(_LOADED) >= _LOADED_KEYS:
+        _LOADED.clear()
+    _LOADED[key] = (raw, entity)
+
+
 def load(state, key):
+    """The entity stored under ``key``, as ``((secs, nanos), deleted, name,
+    email, stock)``, or None when there is none."""
     raw = state.get(key)
     if raw is None:
         return None
+    known = _LOADED.get(key)
+    if known is not None and known[0] == raw:
+        return known[1]
     # Not the event's fault, but retrying cannot help either: dead-letter it
     # so that it can be replayed once the state is repaired.
     try:
@@ -202,7 +334,10 @@ def load(state, key):
             raise ValueError("expected secs, nanos and updatedAt")
     except ValueError as e:
         raise Reject(f"stored state {key} is unreadable: {e}")
-    return stored
+    entity = ((stored["secs"], stored["nanos"]), bool(stored.get("deleted")),
+              stored.get("name"), stored.get("email"), stored.get("stock"))
+    _remember(key, raw, entity)
+    return entity
 
 
 def validate(kind, id_, fields, field):

@@ -145,6 +145,8 @@ impl PluginEngine {
                 Source::Compiled,
             ),
         };
+        let mut phases = LoadPhases::new(started);
+        phases.lap("component");
         let world = PluginWorld::of(&component, &self.engine)?;
         let imports: Vec<String> = component
             .component_type()
@@ -163,6 +165,7 @@ impl PluginEngine {
                     world.name()
                 )
             })?;
+        phases.lap("link");
         // The plugin's own cap is known once it has named itself: until then
         // it runs under the largest cap of any plugin.
         let state = HostState::new(
@@ -180,7 +183,9 @@ impl PluginEngine {
                 })?;
                 let mut instance: Instance<Transformer> =
                     Instance::new(pre, state, self.deadline_ticks)?;
+                phases.lap("instantiate");
                 let info = instance.describe().context("describe() failed")?;
+                phases.lap("describe");
                 validate_name(&info.name)?;
                 if info.subscriptions.is_empty() {
                     bail!("plugin {:?} subscribes to nothing", info.name);
@@ -204,7 +209,9 @@ impl PluginEngine {
                 })?;
                 let mut instance: Instance<Producer> =
                     Instance::new(pre, state, self.deadline_ticks)?;
+                phases.lap("instantiate");
                 let described = instance.describe().context("describe() failed")?;
+                phases.lap("describe");
                 validate_name(&described.name)?;
                 let grants = self.access.for_plugin(&described.name);
                 // The operator's setting wins over the plugin's own interval.
@@ -241,6 +248,10 @@ impl PluginEngine {
                 (info, runtime)
             }
         };
+        tracing::debug!(
+            plugin = %info.name, file = %path.display(), from_cache = source == Source::Cache,
+            phases = %phases, "plugin load phases"
+        );
         Ok(LoadedPlugin {
             name: info.name.clone(),
             memory_cap_bytes: self.memory.for_plugin(&info.name),
@@ -255,6 +266,40 @@ impl PluginEngine {
             first_batch_at_ms: AtomicI64::new(0),
             runtime,
         })
+    }
+}
+
+/// Where the time of a plugin load went, in milliseconds per phase, for
+/// the debug log: `component=41.2 link=0.3 instantiate=2.1 describe=0.4`.
+struct LoadPhases {
+    last: Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl LoadPhases {
+    fn new(started: Instant) -> Self {
+        Self {
+            last: started,
+            laps: Vec::new(),
+        }
+    }
+
+    /// The phase `name` ends now.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.laps
+            .push((name, (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for LoadPhases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, ms)) in self.laps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{name}={ms:.1}")?;
+        }
+        Ok(())
     }
 }
 

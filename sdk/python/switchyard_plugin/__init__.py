@@ -36,14 +36,17 @@ from wit_world.imports import types as _types
 
 __all__ = [
     "Plugin", "Info", "Event", "Reject", "Retry", "reject", "retry",
-    "upsert", "delete", "publish", "export", "to_json", "state",
+    "upsert", "upsert_raw", "delete", "publish", "export", "to_json", "state",
     "collections", "log",
 ]
+
+# json.dumps with these options builds an encoder per call: build it once.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def to_json(value):
     """``value`` as compact JSON text (UTF-8 kept as is)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _encode(value)
 
 
 class Reject(Exception):
@@ -108,6 +111,12 @@ def upsert(collection, key, value):
     return _types.Action_Upsert(_types.Document(collection, key, to_json(value)))
 
 
+def upsert_raw(collection, key, json_text):
+    """``upsert`` of a value already written as JSON text (the host refuses
+    text that is not JSON)."""
+    return _types.Action_Upsert(_types.Document(collection, key, json_text))
+
+
 def delete(collection, key):
     """The action removing the document under ``key`` in ``collection``."""
     return _types.Action_Delete(_types.DocumentRef(collection, key))
@@ -128,7 +137,9 @@ class _State:
 
     def set(self, key, value):
         """Stores bytes (or text, as UTF-8) under ``key``."""
-        _state.set(key, value.encode() if isinstance(value, str) else bytes(value))
+        if type(value) is not bytes:
+            value = value.encode() if isinstance(value, str) else bytes(value)
+        _state.set(key, value)
 
     def delete(self, key):
         """Removes ``key`` (a missing key is fine)."""
@@ -216,7 +227,9 @@ def export(plugin_class):
         def handle(self, event):
             wrapped = Event(event.id, event.routing_key, event.body, event.received_at_ms)
             try:
-                return list(plugin.handle(wrapped) or [])
+                actions = plugin.handle(wrapped)
+                # A generator runs (and may reject) here, inside the try.
+                return actions if type(actions) is list else list(actions or [])
             except Reject as e:
                 raise Err(_types.HandleError_Reject(e.reason))
             except Retry as e:
