@@ -42,7 +42,7 @@ function show(value) {
 
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof JsonNumber);
 // A JSON null counts as absent.
-const field = (object, name) => (Object.prototype.hasOwnProperty.call(object, name) ? object[name] ?? undefined : undefined);
+const field = (object, name) => (Object.hasOwn(object, name) ? object[name] ?? undefined : undefined);
 
 function parseObject(body, fields) {
   if (!body.trimStart().startsWith("{")) fail("body must be a JSON object");

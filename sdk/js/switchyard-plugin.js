@@ -30,10 +30,10 @@
 // Speed: SpiderMonkey runs here without a JIT, so JavaScript code costs about
 // a microsecond per few operations while the engine's built-ins (JSON.parse,
 // JSON.stringify) run as native code. `parseJson` therefore reads a text with
-// JSON.parse and keeps the result when writing it back gives the text itself
-// (then no key was given twice and every number reads back as written) and
-// no number is beyond 2^53; any other text goes through the exact reader in
-// this file. `toJson` is JSON.stringify with a JsonNumber written as its text.
+// JSON.parse and keeps the result when writing it back gives the text itself,
+// whitespace aside (then no key was given twice and every number reads back
+// as written), and no number is beyond 2^53; any other text goes through the
+// exact reader in this file. `toJson` is JSON.stringify with a JsonNumber written as its text.
 
 import * as hostState from "switchyard:plugin/state@0.1.1";
 import * as hostCollections from "switchyard:plugin/collections@0.1.1";
@@ -94,21 +94,36 @@ const CANONICAL_DEPTH = 256;
 
 /** JSON.parse's value of `text` when the exact reader would return the same
  *  value (see the file comment), otherwise undefined (JSON.parse never gives
- *  undefined). A text that is its own JSON.stringify has no repeated key
- *  (the value would have one key fewer) and writes each number as JS does,
- *  so none is `2.0`, `1e2` or `-0`; what remains is an integer of 2^53 or
- *  more written as JS writes it (9007199254740993 reads as ...992 and shows
- *  as such, 1e+21 shows as itself): those are looked for in the value. */
+ *  undefined). The test: `text` is JSON.stringify of that value, or is once
+ *  both lose their JSON whitespace (spaces inside strings go on both sides,
+ *  so the tokens still line up). Then no key was given twice (the value
+ *  would have one key fewer) and each number is written as JS writes it, so
+ *  none is `2.0`, `1e2` or `-0`. What remains is an integer of 2^53 or more
+ *  written as JS writes it (9007199254740992, 1e+21), for which the exact
+ *  reader keeps the text: those are looked for in the value. */
 function parseCanonical(text) {
   try {
     const value = JSON.parse(text);
-    if (JSON.stringify(value) !== text) return undefined;
+    const written = JSON.stringify(value);
+    if (written !== text && withoutSpace(written) !== withoutSpace(text)) return undefined;
     if (typeof value === "number") return value >= UNSAFE || value <= -UNSAFE ? undefined : value;
     if (typeof value === "object" && value !== null && mayBeUnsafe(value, 0)) return undefined;
     return value;
   } catch {
     return undefined;
   }
+}
+
+const SPACE_CHARS = [" ", "\n", "\r", "\t"];
+
+/** `text` without JSON's whitespace characters, by the engine's split and
+ *  join (a regular expression runs slower there). */
+function withoutSpace(text) {
+  let rest = text;
+  for (let i = 0; i < SPACE_CHARS.length; i++) {
+    if (rest.includes(SPACE_CHARS[i])) rest = rest.split(SPACE_CHARS[i]).join("");
+  }
+  return rest;
 }
 
 /** Whether object or array `value` holds a number of 2^53 or more in
@@ -171,7 +186,7 @@ export function parseJsonExact(text, onDuplicate) {
         if (text[pos] !== ":") fail("expected ':'");
         pos += 1;
         const item = value(depth + 1);
-        if (onDuplicate && Object.prototype.hasOwnProperty.call(object, key)) {
+        if (onDuplicate && Object.hasOwn(object, key)) {
           onDuplicate(key, depth);
         }
         Object.defineProperty(object, key, {

@@ -43,7 +43,11 @@ const transcript = new URL("../../plugins/conformance/merge.jsonl", import.meta.
 for (const line of fs.readFileSync(transcript, "utf8").split("\n").filter((l) => l.trim())) {
   const input = JSON.parse(line);
   if (typeof input.body_text === "string") texts.push(input.body_text);
-  if (input.body !== undefined) texts.push(JSON.stringify(input.body), JSON.stringify(input.body, null, 1));
+  if (input.body !== undefined) {
+    // Compact (serde_json, JSON.stringify), indented, and spaced as Python's json.dumps writes it.
+    const spaced = JSON.stringify(input.body).replace(/":/g, '": ').replace(/,"/g, ', "');
+    texts.push(JSON.stringify(input.body), JSON.stringify(input.body, null, 1), JSON.stringify(input.body, null, "\t"), spaced);
+  }
 }
 const deep = (n) => `${"[".repeat(n)}1${"]".repeat(n)}`;
 texts.push(
@@ -54,7 +58,8 @@ texts.push(
   "9007199254740992", "9007199254740991", "-0", "2.0", '"x"', "null", "true", "[]", "{}",
   '{"id":"a","id":"b"}', '{"id":"a","x":{"id":1,"id":2}}', '{"x":[{"y":1,"y":1}]}', '{"a":1,"a":1}', '{"\\u0069d":"a","id":"b"}',
   '{"2":"b","1":"a"}', '{"__proto__":{"x":1}}', '{"e":"\\u00e9\\/","f":"é"}', '{"s":"\\ud800"}', '{"s":"\ud800"}',
-  ' {"a":1}', '{"a":1} ', '{"a" : 1}', deep(10), deep(300), `{"a":${deep(257)}}`, `{"a":${deep(255)}}`,
+  ' {"a":1}', '{"a":1} ', '{"a" : 1}', '{"a" :1,"a":2}', '{"a": 1, "a": 2}', '{\n"a": 1,\r\n\t"a": 2}', '{"a b":1,"ab":2}',
+  '{"a b":1, "a b":2}', '{"s":" x "}', '{"s":"\\u0020"}', '{"s":"a\\" :1"}', '{"n": 2.0}', '{"n" : -0}', '[1, 1e2]', '{"n": 9007199254740992}', deep(10), deep(300), `{"a":${deep(257)}}`, `{"a":${deep(255)}}`,
   // Not JSON: the same error either way.
   "", "not json at all", '{"a":1,}', '{"a":01}', '{"a":"unterminated', '{"a":1}x', "[1,2", '{"a":"\u0001"}', "-", "1.", ".5",
 );
