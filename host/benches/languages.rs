@@ -7,7 +7,9 @@
 //!
 //! `cargo xtask bench languages` builds the plugins first. Environment:
 //! `BENCH_EVENTS` (default 5000) events per round, `BENCH_ROUNDS`
-//! (default 5).
+//! (default 5), `BENCH_EXTRA` more components to measure the same way, as
+//! `label=file.wasm` separated by `;` (a file relative to the repository
+//! root), such as a language's per-call floor.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -27,14 +29,18 @@ fn main() -> Result<()> {
     let events = generate(env_usize("BENCH_EVENTS", 5_000));
     let rounds = env_usize("BENCH_ROUNDS", 5);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let builds: [(&str, PathBuf); 3] = [
-        ("Rust WASM", root.join("plugins/merge.wasm")),
+    let mut builds: Vec<(String, PathBuf)> = vec![
+        ("Rust WASM".into(), root.join("plugins/merge.wasm")),
         (
-            "Python WASM",
+            "Python WASM".into(),
             root.join("target/test-plugins/merge-py.wasm"),
         ),
-        ("JS WASM", root.join("target/test-plugins/merge-js.wasm")),
+        (
+            "JS WASM".into(),
+            root.join("target/test-plugins/merge-js.wasm"),
+        ),
     ];
+    builds.extend(extra_builds(&root)?);
     println!(
         "merge per event: {} events x {rounds} rounds (median), seed-format customers and products",
         events.len()
@@ -42,11 +48,11 @@ fn main() -> Result<()> {
     eprintln!("bench: native, {rounds} rounds");
     let native = median((0..rounds).map(|_| native_round(&events)).collect());
     println!(
-        "{:<12} {:>10} {:>10} {:>12} {:>12} {:>10} {:>9}",
+        "{:<16} {:>10} {:>10} {:>12} {:>12} {:>10} {:>9}",
         "build", "us/event", "x native", "size", "compile ms", "cached ms", "mem MiB"
     );
     println!(
-        "{:<12} {native:>10.2} {:>10.2} {:>12} {:>12} {:>10} {:>9}",
+        "{:<16} {native:>10.2} {:>10.2} {:>12} {:>12} {:>10} {:>9}",
         "native", 1.0, "-", "-", "-", "-"
     );
     for (i, (name, file)) in builds.iter().enumerate() {
@@ -58,7 +64,7 @@ fn main() -> Result<()> {
         let m = measure(file, &events, rounds)
             .with_context(|| format!("{name} ({})", file.display()))?;
         println!(
-            "{name:<12} {:>10.2} {:>10.2} {:>12} {:>12.0} {:>10.1} {:>9.1}",
+            "{name:<16} {:>10.2} {:>10.2} {:>12} {:>12.0} {:>10.1} {:>9.1}",
             m.per_event_us,
             m.per_event_us / native,
             m.size,
@@ -184,6 +190,23 @@ fn generate(n: usize) -> Vec<Event> {
                 body: body.to_string(),
                 received_at_ms: 0,
             }
+        })
+        .collect()
+}
+
+/// The `BENCH_EXTRA` components: `label=file` pairs separated by `;`.
+fn extra_builds(root: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let Ok(extra) = std::env::var("BENCH_EXTRA") else {
+        return Ok(Vec::new());
+    };
+    extra
+        .split(';')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| {
+            let (label, file) = item
+                .split_once('=')
+                .with_context(|| format!("BENCH_EXTRA item {item:?} is not label=file.wasm"))?;
+            Ok((label.trim().to_string(), root.join(file.trim())))
         })
         .collect()
 }

@@ -157,6 +157,24 @@ fn timestamp_ports_agree_with_the_rust_cases() {
     }
 }
 
+/// The JavaScript SDK's JSON reader: its native fast path against its exact
+/// reader on the transcript's bodies and dirty texts, run by Node.
+#[test]
+fn javascript_json_fast_path_agrees_with_the_exact_reader() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = "sdk/js/switchyard-plugin.test.mjs";
+    let output = Command::new("node")
+        .arg(root.join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("running node (install it: see .ci/run): {e}"));
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn rust_merge_passes_the_transcript() {
     run_transcript("merge", None);

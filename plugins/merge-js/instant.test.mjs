@@ -23,8 +23,31 @@ for (let ms = 0n; ms < 253402300799000n; ms += 7919993337n) {
   const [a, b] = [instant.parse(instant.formatMillis(ms)), instant.fromMillis(ms)];
   if (a[0] !== b[0] || a[1] !== b[1]) wrong.push(`round trip of ${ms}`);
 }
+// parse takes a regular expression's way for the common forms: it must
+// agree with the character-by-character parser on every input.
+const outcome = (f, text) => {
+  try {
+    return JSON.stringify(f(text));
+  } catch (e) {
+    if (!(e instanceof instant.ParseError)) throw e;
+    return e.message;
+  }
+};
+const variants = Object.keys(cases).flatMap((text) => [text, `${text} `, text.replace("T", "t"), text.replace(/Z$/, "+18:00"),
+  text.replace(/Z$/, "-18:01"), text.replace(/Z$/, "+00:60"), text.replace(/Z$/, "+1:00")]);
+for (const zone of ["Z", "+05:30", "-00:00", "-18:00"]) {
+  for (const fraction of ["", ".1", ".123456789", ".000000001"]) {
+    for (const date of ["0000-01-01", "1969-12-31", "2000-02-29", "2100-02-29", "9999-12-31", "2026-13-01", "2026-00-10", "2026-04-31"]) {
+      for (const time of ["00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60"]) variants.push(`${date}T${time}${fraction}${zone}`);
+    }
+  }
+}
+for (const text of variants) {
+  const [fast, exact] = [outcome(instant.parse, text), outcome(instant.parseExact, text)];
+  if (fast !== exact) wrong.push(`${JSON.stringify(text)}: parse ${fast}, parseExact ${exact}`);
+}
 if (wrong.length) {
   console.error(wrong.join("\n"));
   process.exit(1);
 }
-console.log(`instant.js: ${Object.keys(cases).length} cases ok`);
+console.log(`instant.js: ${Object.keys(cases).length} cases and ${variants.length} variants ok`);

@@ -42,7 +42,7 @@ function show(value) {
 
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof JsonNumber);
 // A JSON null counts as absent.
-const field = (object, name) => (Object.prototype.hasOwnProperty.call(object, name) ? object[name] ?? undefined : undefined);
+const field = (object, name) => (Object.hasOwn(object, name) ? object[name] ?? undefined : undefined);
 
 function parseObject(body, fields) {
   if (!body.trimStart().startsWith("{")) fail("body must be a JSON object");
@@ -57,12 +57,16 @@ function parseObject(body, fields) {
 
 /** The actions of one event, or throws Reject with the Rust merge's reason. */
 export function handle(state, routingKey, body, receivedAtMs) {
+  // No destructuring on this path: SpiderMonkey interprets it through the
+  // iterator protocol, several calls each.
   let kind;
   let word;
   if (routingKey.startsWith("customer.")) {
-    [kind, word] = [CUSTOMER, routingKey.slice("customer.".length)];
+    kind = CUSTOMER;
+    word = routingKey.slice("customer.".length);
   } else if (routingKey.startsWith("inventory.")) {
-    [kind, word] = [PRODUCT, routingKey.slice("inventory.".length)];
+    kind = PRODUCT;
+    word = routingKey.slice("inventory.".length);
   } else if (routingKey === "analytics.data") {
     return legacyPost(state, body, receivedAtMs);
   } else {
@@ -72,7 +76,7 @@ export function handle(state, routingKey, body, receivedAtMs) {
   const id = requireId(fields, eventField);
   const deleting = word === "deleted" || word.endsWith(".deleted");
   const change = deleting ? null : validate(kind, id, fields, eventField);
-  const [at, text] = requireTimestamp(fields);
+  const { at, text } = requireTimestamp(fields);
   const action = change === null ? deleteEntity(state, kind, id, at, text) : upsertEntity(state, kind, change, at, text);
   return action === null ? [] : [action];
 }
@@ -118,7 +122,8 @@ function upsertEntity(state, kind, change, at, text) {
   if (name !== null) stored.name = name;
   if (email !== null) stored.email = email;
   if (stock !== null) stored.stock = stock;
-  [stored.secs, stored.nanos] = at;
+  stored.secs = at[0];
+  stored.nanos = at[1];
   stored.updatedAt = text;
   state.set(key, encoder.encode(toJson(stored)));
   const doc = kind.isCustomer
@@ -186,7 +191,7 @@ function requireTimestamp(fields) {
   if (value === undefined) fail('"timestamp" is required');
   if (typeof value !== "string") fail(`"timestamp" must be an ISO-8601 string, got ${show(value)}`);
   try {
-    return [instant.parse(value), value];
+    return { at: instant.parse(value), text: value };
   } catch (e) {
     if (!(e instanceof instant.ParseError)) throw e;
     return fail(`"timestamp" must be an ISO-8601 instant such as 2026-11-24T08:00:00Z, got ${show(value)}: ${e.message}`);

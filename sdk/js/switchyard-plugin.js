@@ -26,6 +26,14 @@
 // `1e2`) come back as a `JsonNumber` holding their text, which `toJson`
 // writes back unchanged. So a plugin can tell `2` from `2.0` and never
 // rounds a large id or count.
+//
+// Speed: SpiderMonkey runs here without a JIT, so JavaScript code costs about
+// a microsecond per few operations while the engine's built-ins (JSON.parse,
+// JSON.stringify) run as native code. `parseJson` therefore reads a text with
+// JSON.parse and keeps the result when writing it back gives the text itself,
+// whitespace aside (then no key was given twice and every number reads back
+// as written), and no number is beyond 2^53; any other text goes through the
+// exact reader in this file. `toJson` is JSON.stringify with a JsonNumber written as its text.
 
 import * as hostState from "switchyard:plugin/state@0.1.1";
 import * as hostCollections from "switchyard:plugin/collections@0.1.1";
@@ -75,6 +83,69 @@ const SPACE = /[ \t\n\r]*/y;
 /** Parses JSON text like `JSON.parse`, keeping numbers exact (see above).
  *  `onDuplicate(key, depth)` is called for a key given twice in one object. */
 export function parseJson(text, onDuplicate) {
+  const value = parseCanonical(text);
+  return value !== undefined ? value : parseJsonExact(text, onDuplicate);
+}
+
+// 2^53: from here on a JS number may not be the integer that was written.
+const UNSAFE = 9007199254740992;
+// Deeper values go to the exact reader, which behaves as it always did on them.
+const CANONICAL_DEPTH = 256;
+
+/** JSON.parse's value of `text` when the exact reader would return the same
+ *  value (see the file comment), otherwise undefined (JSON.parse never gives
+ *  undefined). The test: `text` is JSON.stringify of that value, or is once
+ *  both lose their JSON whitespace (spaces inside strings go on both sides,
+ *  so the tokens still line up). Then no key was given twice (the value
+ *  would have one key fewer) and each number is written as JS writes it, so
+ *  none is `2.0`, `1e2` or `-0`. What remains is an integer of 2^53 or more
+ *  written as JS writes it (9007199254740992, 1e+21), for which the exact
+ *  reader keeps the text: those are looked for in the value. */
+function parseCanonical(text) {
+  try {
+    const value = JSON.parse(text);
+    const written = JSON.stringify(value);
+    if (written !== text && withoutSpace(written) !== withoutSpace(text)) return undefined;
+    if (typeof value === "number") return value >= UNSAFE || value <= -UNSAFE ? undefined : value;
+    if (typeof value === "object" && value !== null && mayBeUnsafe(value, 0)) return undefined;
+    return value;
+  } catch {
+    return undefined;
+  }
+}
+
+const SPACE_CHARS = [" ", "\n", "\r", "\t"];
+
+/** `text` without JSON's whitespace characters, by the engine's split and
+ *  join (a regular expression runs slower there). */
+function withoutSpace(text) {
+  let rest = text;
+  for (let i = 0; i < SPACE_CHARS.length; i++) {
+    if (rest.includes(SPACE_CHARS[i])) rest = rest.split(SPACE_CHARS[i]).join("");
+  }
+  return rest;
+}
+
+/** Whether object or array `value` holds a number of 2^53 or more in
+ *  magnitude, or nests deeper than CANONICAL_DEPTH (then it may). */
+function mayBeUnsafe(value, depth) {
+  if (depth > CANONICAL_DEPTH) return true;
+  const items = Array.isArray(value) ? value : Object.values(value);
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    if (typeof item === "number") {
+      if (item >= UNSAFE || item <= -UNSAFE) return true;
+    } else if (typeof item === "object" && item !== null && mayBeUnsafe(item, depth + 1)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** The exact reader `parseJson` falls back to, character by character:
+ *  the same values, slower (exported for the tests that hold the two
+ *  together). */
+export function parseJsonExact(text, onDuplicate) {
   let pos = 0;
   const fail = (what) => {
     throw new SyntaxError(`${what} at position ${pos}`);
@@ -115,7 +186,7 @@ export function parseJson(text, onDuplicate) {
         if (text[pos] !== ":") fail("expected ':'");
         pos += 1;
         const item = value(depth + 1);
-        if (onDuplicate && Object.prototype.hasOwnProperty.call(object, key)) {
+        if (onDuplicate && Object.hasOwn(object, key)) {
           onDuplicate(key, depth);
         }
         Object.defineProperty(object, key, {
@@ -179,18 +250,55 @@ export function parseJson(text, onDuplicate) {
   return result;
 }
 
-/** `value` as compact JSON text; a `JsonNumber` keeps its text. */
+// JSON.rawJSON (SpiderMonkey has it; Node before 21 does not) lets
+// JSON.stringify write a JsonNumber's text.
+const rawJson = typeof JSON.rawJSON === "function" ? JSON.rawJSON : undefined;
+if (rawJson) {
+  Object.defineProperty(JsonNumber.prototype, "toJSON", {
+    value() {
+      return rawJson(this.text);
+    },
+  });
+}
+
+/** `value` as compact JSON text: JSON.stringify's, except that a `JsonNumber`
+ *  keeps its text and a BigInt writes its digits. */
 export function toJson(value) {
+  if (rawJson) {
+    try {
+      return JSON.stringify(value);
+    } catch {
+      // A BigInt, or a JsonNumber made from text that is not a JSON number:
+      // written by hand below.
+    }
+  }
+  return writeJson(value);
+}
+
+/** toJson by hand, where JSON.stringify cannot write the value (a BigInt)
+ *  or JSON.rawJSON is missing: the same text as JSON.stringify, with a
+ *  JsonNumber's text and a BigInt's digits. */
+function writeJson(value, key) {
   if (value instanceof JsonNumber) return value.text;
+  if (value !== null && typeof value === "object" && typeof value.toJSON === "function") {
+    value = value.toJSON(key);
+    if (value instanceof JsonNumber) return value.text;
+  }
+  if (value instanceof Number || value instanceof String || value instanceof Boolean) value = value.valueOf();
   if (typeof value === "bigint") return value.toString();
-  if (Array.isArray(value)) return `[${value.map((v) => toJson(v ?? null)).join(",")}]`;
+  if (value !== null && typeof value === "object" && JSON.isRawJSON?.(value)) return value.rawJSON;
+  if (Array.isArray(value)) {
+    return `[${Array.from(value, (item, i) => writeJson(item, String(i)) ?? "null").join(",")}]`;
+  }
   if (value !== null && typeof value === "object") {
     const parts = [];
-    for (const key of Object.keys(value)) {
-      if (value[key] !== undefined) parts.push(`${JSON.stringify(key)}:${toJson(value[key])}`);
+    for (const name of Object.keys(value)) {
+      const text = writeJson(value[name], name);
+      if (text !== undefined) parts.push(`${JSON.stringify(name)}:${text}`);
     }
     return `{${parts.join(",")}}`;
   }
+  // undefined for undefined, a function or a symbol: left out, as by JSON.stringify.
   return JSON.stringify(value);
 }
 
