@@ -9,7 +9,7 @@ connections) and set-up (generating and publishing the events, left out by
 `callgrind_control --zero`) cancelled out. Instruction counts are exact and
 do not depend on what else the machine runs, unlike times.
 
-    python3 host/benches/profile.py [host|core|baseline ...] [--events 2000,6000]
+    python3 host/benches/profile.py [host|core|baseline ...] [--events 1000,3000]
 
 Needs valgrind and, for `host` and `baseline`, the local RabbitMQ; builds
 the bench (release) and plugins/merge.wasm must exist (`cargo xtask build`).
@@ -149,7 +149,7 @@ def profile(binary, mode, sizes):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("modes", nargs="*", default=["host"])
-    ap.add_argument("--events", default="2000,6000")
+    ap.add_argument("--events", default="1000,3000")
     ap.add_argument("--binary")
     ap.add_argument("--top", action="store_true", help="also list the costliest functions")
     ap.add_argument("--tag", default="", help="names callgrind's files (before, after...)")
