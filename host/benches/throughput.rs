@@ -23,6 +23,12 @@
 //! a fresh database `sy_bench_...` per round on `SWITCHYARD_TEST_POSTGRES`,
 //! default `postgres://postgres@127.0.0.1:5432`, dropped after the round).
 //! With PostgreSQL the host's CPU per event leaves out the server's.
+//!
+//! `BENCH_ONLY` runs one part alone, once, for a profiler: `baseline` (a),
+//! `host` (b) on SQLite, or `core`: the batch core without a broker (the
+//! events admitted and processed by `batch::process`, merge plugin, SQLite
+//! store). `host/benches/profile.py` runs them under callgrind and breaks
+//! the instructions per event down by area.
 
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
@@ -42,9 +48,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use switchyard::Config;
+use switchyard::batch::{self, Outcome};
 use switchyard::config::{DEFAULT_HEARTBEAT_SECS, StoreUrl};
 use switchyard::plugins::bindings::Event;
-use switchyard::plugins::{Instance, PluginEngine};
+use switchyard::plugins::{Instance, PluginEngine, PluginSlot};
 use switchyard::store::Store;
 
 /// Events published and consumed, unless `BENCH_EVENTS` says otherwise.
@@ -75,6 +82,26 @@ fn main() -> Result<()> {
 
     println!("generating {n} seed-format events");
     let events = generate_events(n);
+
+    match Only::from_env()? {
+        Only::All => {}
+        Only::Baseline => {
+            let took = runtime.block_on(broker_baseline(&amqp_url, &events))?;
+            println!("(a) consumed {n} in {:.2} s", took.as_secs_f64());
+            return Ok(());
+        }
+        Only::Host => {
+            let sqlite = StoreUrl::from("sqlite");
+            let e2e = runtime.block_on(switchyard_end_to_end(&amqp_url, &wasm, sqlite, &events))?;
+            println!("(b) applied {n} in {:.2} s", e2e.total.as_secs_f64());
+            return Ok(());
+        }
+        Only::Core => {
+            let took = batch_core(&events, &wasm)?;
+            println!("batch core: applied {n} in {:.2} s", took.as_secs_f64());
+            return Ok(());
+        }
+    }
 
     // (a) and (b) alternate, so that both see the same machine noise; the
     // report quotes medians over the rounds.
@@ -109,6 +136,97 @@ fn main() -> Result<()> {
 
     report(n, &store, &results, &merge, peak_rss_mib()?);
     Ok(())
+}
+
+/// One part of the benchmark run alone (`BENCH_ONLY`), once, for a
+/// profiler: `host/benches/profile.py` runs each under callgrind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    /// Everything, as reported.
+    All,
+    /// (a): a bare lapin consumer drains the events.
+    Baseline,
+    /// (b): the host drains them end to end (SQLite).
+    Host,
+    /// The batch core alone, no broker: the events admitted and processed
+    /// by `batch::process` in batches of the default size, with the merge
+    /// plugin and a SQLite store, as a consumer's batch worker would.
+    Core,
+}
+
+impl Only {
+    fn from_env() -> Result<Self> {
+        match std::env::var("BENCH_ONLY").as_deref() {
+            Err(_) | Ok("") => Ok(Only::All),
+            Ok("baseline") => Ok(Only::Baseline),
+            Ok("host") => Ok(Only::Host),
+            Ok("core") => Ok(Only::Core),
+            Ok(other) => bail!("BENCH_ONLY={other:?}: baseline, host or core"),
+        }
+    }
+}
+
+/// Under callgrind (`BENCH_CALLGRIND=1`, set by `host/benches/profile.py`):
+/// zeroes its counters, so that what it dumps at the end leaves out the
+/// set-up (generating and publishing the events).
+fn callgrind_zero() -> Result<()> {
+    if std::env::var_os("BENCH_CALLGRIND").is_none() {
+        return Ok(());
+    }
+    let pid = std::process::id().to_string();
+    let status = std::process::Command::new("callgrind_control")
+        .args(["--zero", &pid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running callgrind_control")?;
+    ensure!(status.success(), "callgrind_control --zero {pid}: {status}");
+    Ok(())
+}
+
+/// Runs `events` through the batch core ([`Only::Core`]); the time taken
+/// once the plugin is loaded.
+fn batch_core(events: &[Message], wasm: &Path) -> Result<Duration> {
+    let config = Config::defaults();
+    let data = tempfile::tempdir()?;
+    let db = Store::sqlite(data.path())?;
+    let engine = PluginEngine::new(
+        db.clone(),
+        config.plugin_timeout(),
+        config.plugin_memory_mib * 1024 * 1024,
+        None,
+        Default::default(),
+    )?;
+    let bytes = std::fs::read(wasm).context("reading merge.wasm")?;
+    let slot = PluginSlot::new(
+        engine
+            .load(wasm, &bytes, "bench")
+            .context("loading merge.wasm")?,
+    );
+    let version = slot.current();
+    callgrind_zero()?;
+    let started = Instant::now();
+    for chunk in events.chunks(config.batch_size.max(1)) {
+        let received = switchyard::store::now_ms() as u64;
+        let admitted: Vec<_> = chunk
+            .iter()
+            .map(|m| {
+                batch::admit(
+                    m.routing_key,
+                    m.body.as_bytes(),
+                    0,
+                    config.max_hops,
+                    received,
+                )
+            })
+            .collect();
+        let processed = batch::process(&slot, &version, &db, &admitted)?;
+        ensure!(
+            processed.outcomes.iter().all(|o| *o == Outcome::Applied),
+            "not every event was applied: {:?}",
+            processed.outcomes.iter().find(|o| **o != Outcome::Applied)
+        );
+    }
+    Ok(started.elapsed())
 }
 
 fn event_count() -> Result<usize> {
@@ -439,6 +557,7 @@ async fn broker_baseline(url: &str, events: &[Message]) -> Result<Duration> {
         .context("declaring the baseline queue")?;
     let result = async {
         publish_all(&connection, "", Some(&queue), events).await?;
+        callgrind_zero()?;
         consume_all(&connection, &queue, events.len()).await
     }
     .await;
@@ -550,6 +669,7 @@ async fn switchyard_end_to_end(
         switchyard::broker::declare_plugin_queue(&connection, &config, PLUGIN).await?;
         switchyard::broker::bind(&admin, &config, PLUGIN, &keys).await?;
         publish_all(&connection, &config.exchange, None, events).await?;
+        callgrind_zero()?;
         run_host(config.clone(), events.len() as u64).await
     }
     .await;

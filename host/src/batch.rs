@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::plugins::bindings::{Action, Event};
 use crate::plugins::state_txn::StateTxn;
@@ -65,29 +65,21 @@ impl Processed {
     }
 }
 
-/// Parses a message body into an [`Event`], or says why it cannot be one.
+/// Parses a message body into an [`Event`], or says why it cannot be one
+/// (see [`crate::envelope::event_id`]).
 pub fn parse_event(routing_key: &str, body: &[u8], received_at_ms: u64) -> Result<Event, String> {
-    let fields: Map<String, Value> = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => fields,
-        Ok(_) => return Err("body is not a JSON object".into()),
-        Err(e) => return Err(format!("invalid JSON: {e}")),
-    };
-    let id = match fields.get("eventId") {
-        None => return Err("missing eventId".into()),
-        Some(Value::String(id)) if id.len() > MAX_EVENT_ID_BYTES => {
-            return Err(format!(
-                "eventId is {} bytes long, over the limit of {MAX_EVENT_ID_BYTES}",
-                id.len()
-            ));
-        }
-        Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        Some(_) => return Err("eventId must be a non-empty string".into()),
-    };
-    let body = String::from_utf8(body.to_vec()).map_err(|_| "body is not UTF-8".to_owned())?;
+    let id = crate::envelope::event_id(body)?;
+    if id.len() > MAX_EVENT_ID_BYTES {
+        return Err(format!(
+            "eventId is {} bytes long, over the limit of {MAX_EVENT_ID_BYTES}",
+            id.len()
+        ));
+    }
+    let body = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_owned())?;
     Ok(Event {
         id,
         routing_key: routing_key.to_owned(),
-        body,
+        body: body.to_owned(),
         received_at_ms,
     })
 }
@@ -413,6 +405,8 @@ mod tests {
         );
         let longest = format!(r#"{{"eventId":"{}"}}"#, "x".repeat(1024));
         assert!(parse_event("k", longest.as_bytes(), 0).is_ok());
+        // Bytes that are not UTF-8 in a field the envelope skips.
+        assert!(parse_event("k", b"{\"eventId\":\"e1\",\"x\":\"\xff\"}", 0).is_err());
     }
 
     fn event() -> Incoming {

@@ -8,6 +8,7 @@
 //! - [`dead_letters`], listing and replaying a plugin's dead letters;
 //! - [`plugins`], the wasmtime engine, the WIT bindings, loading, the registry;
 //! - [`batch`], the batch core: each event's outcome, decided in one place;
+//! - [`envelope`], reading an event's `eventId` without parsing the rest;
 //! - [`pipeline`], the broker side: consumers, settling outcomes, reconnects;
 //! - [`embedded`], the in-process bus used when there is no broker;
 //! - [`producers`], polling producer plugins and publishing what they find;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod console;
 pub mod dead_letters;
 pub mod embedded;
+pub mod envelope;
 pub mod headers;
 pub mod metrics;
 pub mod pipeline;

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -446,10 +446,18 @@ impl Consumer {
         let mut batch = Vec::with_capacity(max);
         batch.push(first?);
         while batch.len() < max {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(delivery)) => batch.push(delivery?),
-                // The stream ended (the next call says so) or time is up.
-                Ok(None) | Err(_) => break,
+            // What has arrived is taken without arming the linger's timer.
+            let next = match consumer.next().now_or_never() {
+                Some(next) => next,
+                None => match tokio::time::timeout_at(deadline, consumer.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break, // time is up
+                },
+            };
+            match next {
+                Some(delivery) => batch.push(delivery?),
+                // The stream ended (the next call says so).
+                None => break,
             }
         }
         Ok(batch)

@@ -430,9 +430,12 @@ impl Batches for Sqlite {
                 "INSERT INTO applied_events (plugin, event_id, version, applied_ms) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for id in &batch.applied_event_ids {
+                // The message is formatted on an error only, not per event.
                 applied
                     .execute(params![batch.plugin, id, batch.version, now])
-                    .doing(&format!("recording event {id:?} as applied"))?;
+                    .map_err(|e| {
+                        StoreError::from(e).doing(&format!("recording event {id:?} as applied"))
+                    })?;
             }
             if !batch.applied_event_ids.is_empty() {
                 tx.prepare_cached(
