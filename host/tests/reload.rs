@@ -40,10 +40,23 @@ fn replace_in_place(dir: &Path, name: &str, src: &Path) {
 async fn wait_version(host: &TestHost, plugin: &str, sha256: &str) {
     eventually(
         &format!("{plugin} to run version {}", &sha256[..12]),
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || async { host.plugin(plugin).await["sha256"] == sha256 },
     )
     .await;
+}
+
+/// How many events the plugin file `sha256` of `merge` applied (within the
+/// retention).
+async fn applied_by_version(host: &TestHost, sha256: &str) -> u64 {
+    let (_, versions) = host.get("/plugins/merge/versions").await;
+    versions["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["sha256"] == sha256)
+        .and_then(|v| v["events_applied"].as_u64())
+        .unwrap_or(0)
 }
 
 async fn wait_error(host: &TestHost, plugin: &str, needle: &str) -> Value {
@@ -125,12 +138,15 @@ async fn replacing_merge_ten_times_under_load_applies_each_event_once_by_one_ver
     let (shipped, variant) = (plugin_file("merge"), plugin_file("merge-variant"));
     let (sha_shipped, sha_variant) = (sha256_of(&shipped), sha256_of(&variant));
     assert_ne!(sha_shipped, sha_variant);
-    // Events flow through every swap: a share is published (and confirmed)
-    // right before each one, whatever the machine's speed, and the rest
-    // after the last.
+    // Events flow through every swap: half a share is published (and
+    // confirmed) right before each one, whatever the machine's speed. The
+    // other half goes after the new version runs, and the round waits for
+    // that version to apply some of it: so every version applies events
+    // by construction, on a fast machine or a loaded one, and the rest
+    // follows the last swap.
     let broker = TestBroker::connect(&host.config).await;
     let events = customer_events(0..EVENTS);
-    let mut shares = events.chunks(EVENTS / 12);
+    let mut shares = events.chunks(EVENTS / 24);
     broker.publish_many(shares.next().unwrap()).await;
     host.wait_counts("merge", 1, 0).await;
     for round in 0..10 {
@@ -139,6 +155,7 @@ async fn replacing_merge_ten_times_under_load_applies_each_event_once_by_one_ver
             0 => (&variant, &sha_variant),
             _ => (&shipped, &sha_shipped),
         };
+        let before = applied_by_version(&host, sha).await;
         // Both ways users replace files: rename in, and copy over in place.
         if round % 4 < 2 {
             replace_by_rename(host.plugin_dir(), "merge", file);
@@ -146,12 +163,19 @@ async fn replacing_merge_ten_times_under_load_applies_each_event_once_by_one_ver
             replace_in_place(host.plugin_dir(), "merge", file);
         }
         wait_version(&host, "merge", sha).await;
+        broker.publish_many(shares.next().unwrap()).await;
+        eventually(
+            &format!("round {round}: version {} to apply events", &sha[..12]),
+            Duration::from_secs(120),
+            || async { applied_by_version(&host, sha).await > before },
+        )
+        .await;
     }
     for rest in shares {
         broker.publish_many(rest).await;
     }
     broker.close().await;
-    eventually("every event applied", Duration::from_secs(120), || async {
+    eventually("every event applied", Duration::from_secs(300), || async {
         host.applied_in_store("merge") >= EVENTS as u64
     })
     .await;
