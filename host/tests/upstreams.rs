@@ -304,9 +304,11 @@ async fn a_host_killed_in_the_middle_of_a_walk_applies_every_record_once() {
         let producer = plugin_entry(&plugins_now, "crm-producer");
         (producer_stat(&producer, "events_published"), producer)
     };
-    eventually("the restarted host's walk counted", Duration::from_secs(60), || async {
-        published().await.0 >= 2_000
-    })
+    eventually(
+        "the restarted host's walk counted",
+        Duration::from_secs(60),
+        || async { published().await.0 >= 2_000 },
+    )
     .await;
     let (count, producer) = published().await;
     assert_eq!(count, 2_000, "{producer}");
