@@ -394,7 +394,7 @@ fn test(args: &[String]) -> Result<()> {
         ensure_postgres()
     })?;
     let python = steps.run(
-        "preparing the tests' Python (prometheus-client)",
+        "preparing the tests' Python (prometheus-client, schemathesis)",
         test_python,
     )?;
     let browser_modules = steps.run("preparing the console test's playwright-core", || {
