@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::broker::{Outgoing, Publisher};
 use crate::config::Config;
 use crate::headers;
+pub use crate::store::dead_letters::event_id_of;
 use crate::store::{StoredDeadLetter, now_ms};
 
 /// Dead letters sent back per broker round trip.
@@ -46,15 +47,6 @@ impl From<StoredDeadLetter> for DeadLetter {
             body: String::from_utf8_lossy(&l.body).into_owned(),
         }
     }
-}
-
-/// The `eventId` of a message body, when it has a string one.
-pub fn event_id_of(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()?
-        .get("eventId")?
-        .as_str()
-        .map(str::to_owned)
 }
 
 /// How many messages a plugin's dead-letter queue holds now.

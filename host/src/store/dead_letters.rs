@@ -16,15 +16,20 @@ pub struct StoredDeadLetter {
     pub failed_ms: i64,
 }
 
-/// The `eventId` of a dead letter's body, by which it is found: a string
-/// one, no longer than [`super::dedupe::MAX_EVENT_ID_BYTES`].
+/// The `eventId` of a message body, when it has a string one.
 pub fn event_id_of(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()?
         .get("eventId")?
         .as_str()
-        .filter(|id| !id.is_empty() && id.len() <= super::dedupe::MAX_EVENT_ID_BYTES)
         .map(str::to_owned)
+}
+
+/// The `eventId` a stored dead letter is found by: [`event_id_of`] its
+/// body, when not empty and no longer than
+/// [`super::dedupe::MAX_EVENT_ID_BYTES`].
+pub fn indexed_event_id(body: &[u8]) -> Option<String> {
+    event_id_of(body).filter(|id| !id.is_empty() && id.len() <= super::dedupe::MAX_EVENT_ID_BYTES)
 }
 
 /// Keeping, listing and forgetting dead letters.

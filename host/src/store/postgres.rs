@@ -29,7 +29,7 @@ use super::copy::{
     AppliedRow, BindingRow, CHUNK, DocumentRow, IdempotencyRow, PluginVersionRow, PublishedRow,
     Rows, Sink, StateRow,
 };
-use super::dead_letters::event_id_of;
+use super::dead_letters::indexed_event_id;
 use super::error::Doing;
 use super::{
     AppliedRecord, BatchCommit, Batches, Cluster, DeadLetters, Dedupe, DocumentWrite, Documents,
@@ -836,7 +836,7 @@ impl DeadLetters for Postgres {
                             &l.reason,
                             &l.version,
                             &l.failed_ms,
-                            &event_id_of(&l.body),
+                            &indexed_event_id(&l.body),
                         ],
                     )?;
                 }
@@ -1282,7 +1282,7 @@ fn import_rows(tx: &mut postgres::Transaction<'_>, rows: Rows) -> Result<(), Sto
                 &column(&r, |r| r.reason.as_str()),
                 &column(&r, |r| r.version.as_str()),
                 &column(&r, |r| r.failed_ms),
-                &column(&r, |r| event_id_of(&r.body)),
+                &column(&r, |r| indexed_event_id(&r.body)),
             ],
         )?,
         Rows::PluginVersions(r) => tx.execute(

@@ -15,7 +15,7 @@ use super::copy::{
     AppliedRow, BindingRow, CHUNK, DocumentRow, IdempotencyRow, PluginVersionRow, PublishedRow,
     Rows, Sink, StateRow,
 };
-use super::dead_letters::event_id_of;
+use super::dead_letters::indexed_event_id;
 use super::error::Doing;
 use super::{
     AppliedRecord, BatchCommit, Batches, Cluster, DeadLetters, Dedupe, DocumentWrite, Documents,
@@ -626,7 +626,7 @@ impl DeadLetters for Sqlite {
                     l.reason,
                     l.version,
                     l.failed_ms,
-                    event_id_of(&l.body)
+                    indexed_event_id(&l.body)
                 ])?;
             }
             Ok(())
@@ -1019,7 +1019,7 @@ fn import_rows(tx: &rusqlite::Transaction<'_>, rows: Rows) -> Result<(), StoreEr
                     r.reason,
                     r.version,
                     r.failed_ms,
-                    event_id_of(&r.body)
+                    indexed_event_id(&r.body)
                 ])?;
             }
         }
