@@ -111,19 +111,11 @@ def _parse_plain(body):
 
 def _strings(value):
     """How many strings, keys included, the dict ``value`` holds."""
-    count = len(value)
-    for item in value.values():
-        kind = type(item)
-        if kind is str:
-            count += 1
-        elif kind is dict:
-            count += _strings(item)
-        elif kind is list:
-            count += _list_strings(item)
-    return count
+    return len(value) + _item_strings(value.values())
 
 
-def _list_strings(items):
+def _item_strings(items):
+    """How many strings, keys of nested dicts included, ``items`` hold."""
     count = 0
     for item in items:
         kind = type(item)
@@ -132,7 +124,7 @@ def _list_strings(items):
         elif kind is dict:
             count += _strings(item)
         elif kind is list:
-            count += _list_strings(item)
+            count += _item_strings(item)
     return count
 
 
