@@ -17,6 +17,9 @@
 #[path = "../tests/common/broker_lock.rs"]
 #[allow(dead_code)]
 mod broker_lock;
+#[path = "../tests/common/service_lock.rs"]
+#[allow(dead_code)]
+mod service_lock;
 #[path = "../tests/common/upstream.rs"]
 #[allow(dead_code)]
 mod upstream;

@@ -55,7 +55,7 @@ async fn counted(host: &ChildHost) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alarm_is_reported_while_it_lasts_and_nothing_is_lost() {
     let lock = BrokerLock::exclusive().await;
-    println!("broker lock taken after {:.1?}", lock.waited);
+    println!("broker lock taken after {:.1?}", lock.waited());
     let upstream = Upstream::start(customers(5), Paging::None, 0).await;
     let mut host = ChildHost::start_with(PLUGINS, |c| {
         upstream.configure(c, "crm-producer", 300);

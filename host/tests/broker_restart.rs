@@ -32,7 +32,7 @@ per_backend!(a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice
 
 async fn a_broker_restart_under_load_loses_nothing_and_applies_nothing_twice(backend: Backend) {
     let lock = BrokerLock::exclusive().await;
-    println!("broker lock taken after {:.1?}", lock.waited);
+    println!("broker lock taken after {:.1?}", lock.waited());
     let started = Instant::now();
     let FaultRun {
         mut rng,

@@ -4,14 +4,15 @@
 //! and once when it ends, and then every event is applied exactly once.
 //!
 //! Alone in its test binary: it restarts the server every PostgreSQL test
-//! uses, and test binaries run one after the other.
+//! uses, holding the PostgreSQL lock alone (test binaries run side by side;
+//! every other test database holds that lock shared).
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::backend::Backend;
+use common::backend::{Backend, PostgresRestartLock};
 use common::broker_lock::BrokerLock;
 use common::workload::{FaultRun, Pace, assert_no_dead_letters, settle};
 
@@ -37,6 +38,8 @@ fn restart_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_under_load_is_waited_out() {
     let _broker_up = BrokerLock::shared().await;
+    let restart_lock = PostgresRestartLock::take().await;
+    println!("PostgreSQL lock taken after {:.1?}", restart_lock.waited());
     let pace = Pace {
         chunk: 500,
         pause: Duration::from_millis(100),

@@ -6,8 +6,14 @@
 //! databases), created for the test and dropped after it, also when the
 //! test panics ([`TestDatabase`] is the guard). PostgreSQL not answering
 //! fails the test with how to start it; it is never skipped.
+//!
+//! Each test database holds the [`POSTGRES_LOCK_FILE`] shared, so that the
+//! test that restarts the server ([`PostgresRestartLock`]) waits until no
+//! other test binary uses it, and they wait for it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use super::service_lock::ServiceLock;
 
 use switchyard::config::StoreUrl;
 
@@ -95,14 +101,52 @@ fn admin(sql: String) -> Result<(), String> {
     .map_err(|_| "the PostgreSQL admin thread panicked".to_owned())?
 }
 
+/// The lock file every test that uses the PostgreSQL server, or restarts
+/// it, agrees on (see [`ServiceLock`]).
+pub const POSTGRES_LOCK_FILE: &str = "/tmp/switchyard-postgres.lock";
+
+/// Set while this process holds the PostgreSQL lock exclusively: its own
+/// test databases then take no shared lock (it would wait for itself).
+static RESTARTING_HERE: AtomicBool = AtomicBool::new(false);
+
+/// The PostgreSQL lock held alone: the holder may restart the server. Other
+/// tests in the same binary are not kept apart by it, so a test that takes
+/// it is alone in its binary.
+pub struct PostgresRestartLock {
+    lock: ServiceLock,
+}
+
+impl PostgresRestartLock {
+    pub async fn take() -> Self {
+        let lock = ServiceLock::take(POSTGRES_LOCK_FILE, true, "PostgreSQL").await;
+        RESTARTING_HERE.store(true, Ordering::SeqCst);
+        Self { lock }
+    }
+
+    /// How long it took to get.
+    pub fn waited(&self) -> std::time::Duration {
+        self.lock.waited
+    }
+}
+
+impl Drop for PostgresRestartLock {
+    fn drop(&mut self) {
+        RESTARTING_HERE.store(false, Ordering::SeqCst);
+    }
+}
+
 /// A database `sy_test_<unique>` of one test; dropped (connections
 /// included) when this is dropped, whether the test passed or panicked.
 pub struct TestDatabase {
     name: String,
+    /// Released after the database is dropped (fields drop after `drop`).
+    _server_up: Option<ServiceLock>,
 }
 
 impl TestDatabase {
     pub fn create() -> Self {
+        let server_up = (!RESTARTING_HERE.load(Ordering::SeqCst))
+            .then(|| ServiceLock::shared_blocking(POSTGRES_LOCK_FILE, "PostgreSQL"));
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -114,7 +158,10 @@ impl TestDatabase {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         admin(format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
-        Self { name }
+        Self {
+            name,
+            _server_up: server_up,
+        }
     }
 
     /// `postgres://.../sy_test_...`

@@ -1,83 +1,38 @@
 //! Keeps the tests that need the shared RabbitMQ up apart from a test that
 //! stops it (`rabbitmqctl stop_app`) or raises an alarm on it (which blocks
-//! every publisher): an advisory lock on
-//! [`BROKER_LOCK_FILE`], taken with `flock(2)` as the `flock(1)` command
-//! does, so a script can join in (`flock /tmp/switchyard-broker.lock ...`).
-//! Many holders may share it; stopping the broker takes it alone.
+//! every publisher): the [`ServiceLock`] on [`BROKER_LOCK_FILE`], so a
+//! script can join in (`flock /tmp/switchyard-broker.lock ...`). Many
+//! holders may share it; stopping the broker takes it alone.
 //!
 //! Every [`TestHost`](super::TestHost) holds it shared for its lifetime; a
 //! [`ChildHost`](super::process::ChildHost) does not, so that a test holding
 //! it exclusively can run one (the lock is per open file: the same process
 //! asking again would wait for itself).
 
-use std::fs::{File, OpenOptions, TryLockError};
 use std::process::Command;
-use std::time::{Duration, Instant};
+
+use super::service_lock::ServiceLock;
 
 /// The lock file every broker-stopping test run on this machine agrees on.
 pub const BROKER_LOCK_FILE: &str = "/tmp/switchyard-broker.lock";
 
-/// How long a test waits for the lock before it gives up.
-const WAIT_LIMIT: Duration = Duration::from_secs(600);
-
-/// A held lock; released when dropped (closing the file releases it).
-pub struct BrokerLock {
-    _file: File,
-    /// How long it took to get.
-    pub waited: Duration,
-}
+/// A held broker lock; released when dropped.
+pub struct BrokerLock(ServiceLock);
 
 impl BrokerLock {
     /// Shared: nobody stops the broker while this is held.
     pub async fn shared() -> Self {
-        Self::take(false).await
+        Self(ServiceLock::take(BROKER_LOCK_FILE, false, "the broker").await)
     }
 
     /// Exclusive: the holder may stop and start the broker.
     pub async fn exclusive() -> Self {
-        Self::take(true).await
+        Self(ServiceLock::take(BROKER_LOCK_FILE, true, "the broker").await)
     }
 
-    async fn take(exclusive: bool) -> Self {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(BROKER_LOCK_FILE)
-            .unwrap_or_else(|e| panic!("opening {BROKER_LOCK_FILE}: {e}"));
-        let started = Instant::now();
-        let mut told = false;
-        loop {
-            let attempt = if exclusive {
-                file.try_lock()
-            } else {
-                file.try_lock_shared()
-            };
-            match attempt {
-                Ok(()) => {
-                    return Self {
-                        _file: file,
-                        waited: started.elapsed(),
-                    };
-                }
-                Err(TryLockError::WouldBlock) => {}
-                Err(TryLockError::Error(e)) => panic!("locking {BROKER_LOCK_FILE}: {e}"),
-            }
-            if !told {
-                let other = if exclusive {
-                    "tests that need the broker up"
-                } else {
-                    "a test that stops the broker"
-                };
-                println!("waiting for {BROKER_LOCK_FILE}, held by {other}");
-                told = true;
-            }
-            assert!(
-                started.elapsed() < WAIT_LIMIT,
-                "{BROKER_LOCK_FILE} still held after {WAIT_LIMIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    /// How long it took to get.
+    pub fn waited(&self) -> std::time::Duration {
+        self.0.waited
     }
 }
 

@@ -6,7 +6,8 @@
 //! For the fault tests: [`process`] runs the real binary as a child process
 //! (to kill it), [`workload`] makes a large event stream with its expected
 //! outcome and publishes it through broker outages, and [`broker_lock`]
-//! keeps tests that need the broker up apart from one that stops it.
+//! keeps tests that need the broker up apart from one that stops it
+//! ([`service_lock`] is the lock; PostgreSQL has one too, in [`backend`]).
 //! [`upstream`] is a REST upstream for producers, scripted by the test.
 //! [`backend`] chooses the store a host runs on (SQLite or a PostgreSQL
 //! database of the test's own) and instantiates a test on each;
@@ -17,6 +18,7 @@ pub mod backend;
 pub mod black_hole;
 pub mod broker_lock;
 pub mod process;
+pub mod service_lock;
 pub mod upstream;
 pub mod workload;
 
