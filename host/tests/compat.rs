@@ -53,6 +53,17 @@ async fn components_built_against_0_1_0_load_and_run() {
         .collect::<std::collections::BTreeSet<_>>()
         .len() as u64;
     host.wait_counts("counter", distinct + 1, 0).await;
+    // The producer's counters move when its poll ends, after its event was
+    // confirmed (and may already be counted above): waited for, not read.
+    eventually(
+        "the producer's poll counted",
+        Duration::from_secs(30),
+        || async {
+            let producer = host.plugin("crm-producer").await;
+            producer_stat(&producer, "events_published") >= 1
+        },
+    )
+    .await;
     let producer = host.plugin("crm-producer").await;
     assert_eq!(producer["world"], "producer");
     assert_eq!(

@@ -135,6 +135,17 @@ async fn producers_publish_what_changed_once_and_the_analytics_api_follows_the_u
         host.applied_in_store("merge") >= sample_customers + sample_products
     })
     .await;
+    // A producer's counters move when its poll ends, after its events were
+    // confirmed (and perhaps merged): waited for, not read at once.
+    eventually(
+        "the first poll counted",
+        Duration::from_secs(30),
+        || async {
+            let crm = host.plugin("crm-producer").await;
+            producer_stat(&crm, "events_published") >= sample_customers
+        },
+    )
+    .await;
     let crm = host.plugin("crm-producer").await;
     assert_eq!(crm["world"], "producer");
     assert_eq!(producer_stat(&crm, "events_published"), sample_customers);
