@@ -17,7 +17,9 @@
 //! Run it with `cargo xtask bench` (builds `plugins/merge.wasm`, checks the
 //! broker), or `cargo bench -p switchyard --bench throughput` once the plugin
 //! is built. Environment: `BENCH_EVENTS` (default 100000) for the number of
-//! events, `BENCH_ROUNDS` (default 3) for the rounds of (a) and (b), `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`),
+//! events, `BENCH_CUSTOMERS` and `BENCH_PRODUCTS` (default 1000 each) for
+//! the customers and products they cycle over, `BENCH_ROUNDS` (default 3)
+//! for the rounds of (a) and (b), `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`),
 //! `BENCH_STORE` for (b)'s store: `sqlite` (default, a fresh file per
 //! round) or `postgres` (`cargo xtask bench throughput --store postgres`:
 //! a fresh database `sy_bench_...` per round on `SWITCHYARD_TEST_POSTGRES`,
@@ -28,28 +30,44 @@
 //! `host` (b) on SQLite, or `core`: the batch core without a broker (the
 //! events admitted and processed by `batch::process`, merge plugin, SQLite
 //! store). `host/benches/profile.py` runs them under callgrind and breaks
-//! the instructions per event down by area.
+//! the instructions per event down by area. `BENCH_ONLY=memory` runs
+//! everything once and prints the resident memory after each stage and its
+//! peak during it. `BENCH_ONLY=datasize` (`cargo xtask bench datasize`)
+//! prints the cost per event against the size of the stored data and the
+//! `data` view's time against the size of its answer (see
+//! `throughput/datasize.rs`).
 
-use std::collections::{HashMap, VecDeque};
+#[path = "../tests/common/broker_lock.rs"]
+#[allow(dead_code)]
+mod broker_lock;
+#[path = "throughput/datasize.rs"]
+mod datasize;
+// Each benchmark uses a part of it.
+#[allow(dead_code)]
+mod support;
+
+use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::Connection;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use support::broker::{
+    amqp_url, connect, declare_plugin, delete_plugin, delete_queue, publish_all,
+};
+use support::events::{DataSize, EventSource, Message};
+use support::host::{PLUGIN, bench_config, merge_wasm, unique};
+use support::measure::{cpu_seconds, median, peak_rss_mib, positive_env, status_mib};
 use switchyard::Config;
 use switchyard::batch::{self, Outcome};
-use switchyard::config::{DEFAULT_HEARTBEAT_SECS, StoreUrl};
+use switchyard::config::StoreUrl;
 use switchyard::plugins::bindings::Event;
 use switchyard::plugins::{Instance, PluginEngine, PluginSlot};
 use switchyard::store::Store;
@@ -58,10 +76,6 @@ use switchyard::store::Store;
 const DEFAULT_EVENTS: usize = 100_000;
 /// Rounds of (a) and (b), unless `BENCH_ROUNDS` says otherwise.
 const DEFAULT_ROUNDS: usize = 3;
-/// Distinct customers and distinct products the events cycle over.
-const ENTITIES: usize = 1_000;
-/// Published messages awaiting their broker confirm at most.
-const CONFIRM_WINDOW: usize = 1_000;
 /// Events of the native vs WebAssembly comparison, and its rounds.
 const MERGE_EVENTS: usize = 20_000;
 const MERGE_ROUNDS: usize = 5;
@@ -69,35 +83,46 @@ const MERGE_ROUNDS: usize = 5;
 const POLL_EVERY: Duration = Duration::from_millis(10);
 /// The end-to-end run gives up when nothing is applied for this long.
 const STALL_LIMIT: Duration = Duration::from_secs(60);
-const PLUGIN: &str = "merge";
 
 fn main() -> Result<()> {
-    let n = event_count()?;
+    let n = positive_env("BENCH_EVENTS", DEFAULT_EVENTS)?;
+    let size = DataSize::from_env()?;
     let wasm = merge_wasm()?;
-    let amqp_url = std::env::var("AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let amqp_url = amqp_url();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let only = Only::from_env()?;
+    // No test stops the broker under the run (see broker_lock.rs).
+    let _broker_up = runtime.block_on(broker_lock::BrokerLock::shared());
+    if only == Only::Datasize {
+        return datasize::run(&runtime, &amqp_url, &wasm, n);
+    }
+    if only == Only::Memory {
+        MEMORY_STAGES.store(true, Ordering::Relaxed);
+        memory_stage("process start");
+    }
 
-    println!("generating {n} seed-format events");
-    let events = generate_events(n);
+    // Made as they are published, and again for each round.
+    println!("{n} seed-format events over {size}");
+    let events = EventSource::seed(n, size);
 
-    match Only::from_env()? {
-        Only::All => {}
+    match only {
+        Only::All | Only::Memory => {}
+        Only::Datasize => unreachable!("handled above"),
         Only::Baseline => {
-            let took = runtime.block_on(broker_baseline(&amqp_url, &events))?;
+            let took = runtime.block_on(broker_baseline(&amqp_url, events))?;
             println!("(a) consumed {n} in {:.2} s", took.as_secs_f64());
             return Ok(());
         }
         Only::Host => {
             let sqlite = StoreUrl::from("sqlite");
-            let e2e = runtime.block_on(switchyard_end_to_end(&amqp_url, &wasm, sqlite, &events))?;
+            let e2e = runtime.block_on(switchyard_end_to_end(&amqp_url, &wasm, sqlite, events))?;
             println!("(b) applied {n} in {:.2} s", e2e.total.as_secs_f64());
             return Ok(());
         }
         Only::Core => {
-            let took = batch_core(&events, &wasm)?;
+            let took = batch_core(&events.iter().collect::<Vec<_>>(), &wasm)?;
             println!("batch core: applied {n} in {:.2} s", took.as_secs_f64());
             return Ok(());
         }
@@ -105,13 +130,18 @@ fn main() -> Result<()> {
 
     // (a) and (b) alternate, so that both see the same machine noise; the
     // report quotes medians over the rounds.
-    let rounds = round_count()?;
+    let rounds = if only == Only::Memory {
+        1
+    } else {
+        round_count()?
+    };
     let store = BenchStore::from_env()?;
     let mut results = Vec::with_capacity(rounds);
     for round in 1..=rounds {
         eprintln!("bench: round {round}/{rounds}: (a) broker baseline");
-        let baseline = runtime.block_on(broker_baseline(&amqp_url, &events))?;
+        let baseline = runtime.block_on(broker_baseline(&amqp_url, events))?;
         println!("    consumed {n} in {:.2} s", baseline.as_secs_f64());
+        memory_stage("(a) broker baseline");
         eprintln!("bench: round {round}/{rounds}: (b) switchyard end to end, {store}");
         // Made and dropped here, off the runtime (PostgreSQL's sync client).
         let round_store = RoundStore::new(&store)?;
@@ -119,7 +149,7 @@ fn main() -> Result<()> {
             &amqp_url,
             &wasm,
             round_store.url(),
-            &events,
+            events,
         ))?;
         drop(round_store);
         println!(
@@ -132,9 +162,10 @@ fn main() -> Result<()> {
 
     eprintln!("bench: merge per event, native vs wasm ({MERGE_ROUNDS} rounds)");
     println!("merge per event, native vs wasm ({MERGE_ROUNDS} rounds, median)");
-    let merge = merge_cost(&events[..n.min(MERGE_EVENTS)], &wasm)?;
+    let merge = merge_cost(&events.iter().take(MERGE_EVENTS).collect::<Vec<_>>(), &wasm)?;
+    memory_stage("merge per event, native vs wasm (a second engine and compile)");
 
-    report(n, &store, &results, &merge, peak_rss_mib()?);
+    report(n, &store, &results, &merge, run_peak_mib()?);
     Ok(())
 }
 
@@ -152,6 +183,11 @@ enum Only {
     /// by `batch::process` in batches of the default size, with the merge
     /// plugin and a SQLite store, as a consumer's batch worker would.
     Core,
+    /// Cost against data size, and the `data` view's time against its
+    /// answer's size (`throughput/datasize.rs`).
+    Datasize,
+    /// Everything, one round, with the resident memory at each stage.
+    Memory,
 }
 
 impl Only {
@@ -161,8 +197,39 @@ impl Only {
             Ok("baseline") => Ok(Only::Baseline),
             Ok("host") => Ok(Only::Host),
             Ok("core") => Ok(Only::Core),
-            Ok(other) => bail!("BENCH_ONLY={other:?}: baseline, host or core"),
+            Ok("datasize") => Ok(Only::Datasize),
+            Ok("memory") => Ok(Only::Memory),
+            Ok(other) => bail!("BENCH_ONLY={other:?}: baseline, host, core, datasize or memory"),
         }
+    }
+}
+
+/// Whether [`memory_stage`] prints (`BENCH_ONLY=memory`).
+static MEMORY_STAGES: AtomicBool = AtomicBool::new(false);
+/// The largest stage peak so far, KiB: the run's peak once they are reset.
+static MEMORY_PEAK_KIB: AtomicU64 = AtomicU64::new(0);
+
+/// The process's peak resident memory, MiB, [`memory_stage`]'s resets
+/// notwithstanding.
+fn run_peak_mib() -> Result<f64> {
+    let stages = MEMORY_PEAK_KIB.load(Ordering::Relaxed) as f64 / 1024.0;
+    Ok(peak_rss_mib()?.max(stages))
+}
+
+/// With `BENCH_ONLY=memory`: prints the resident memory now and its peak
+/// since the previous stage, then lets the kernel count the peak afresh
+/// (`/proc/self/clear_refs`), so that each stage's own peak shows.
+fn memory_stage(stage: &str) {
+    if !MEMORY_STAGES.load(Ordering::Relaxed) {
+        return;
+    }
+    let (Ok(rss), Ok(peak)) = (status_mib("VmRSS"), peak_rss_mib()) else {
+        return;
+    };
+    println!("    memory: {stage}: peak {peak:.0} MiB, {rss:.0} MiB resident after");
+    MEMORY_PEAK_KIB.fetch_max((peak * 1024.0) as u64, Ordering::Relaxed);
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("warning: could not reset the peak RSS: {e}");
     }
 }
 
@@ -229,51 +296,12 @@ fn batch_core(events: &[Message], wasm: &Path) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
-fn event_count() -> Result<usize> {
-    positive_env("BENCH_EVENTS", DEFAULT_EVENTS)
-}
-
 fn host_count() -> Result<usize> {
     positive_env("BENCH_HOSTS", 1)
 }
 
 fn round_count() -> Result<usize> {
     positive_env("BENCH_ROUNDS", DEFAULT_ROUNDS)
-}
-
-/// A positive count from the environment, or `default`.
-fn positive_env(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(text) => {
-            let n: usize = text
-                .trim()
-                .parse()
-                .with_context(|| format!("{name}={text:?} is not a count"))?;
-            ensure!(n > 0, "{name} must be at least 1");
-            Ok(n)
-        }
-    }
-}
-
-/// The built merge component; `cargo xtask build` makes it.
-fn merge_wasm() -> Result<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/merge.wasm");
-    ensure!(
-        path.exists(),
-        "{} is missing: run `cargo xtask build` (or `cargo xtask bench`)",
-        path.display()
-    );
-    Ok(path)
-}
-
-/// Names that no other run (or test) uses.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 // ---------------------------------------------------------------------------
@@ -370,176 +398,11 @@ fn postgres_admin(server: &str, sql: &str) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// Events
-
-/// One event as the existing producers publish it.
-struct Message {
-    routing_key: &'static str,
-    event_id: String,
-    /// JSON text.
-    body: String,
-}
-
-/// `customer.created` in the CRM producer's field order.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CustomerCreated<'a> {
-    id: &'a str,
-    name: &'a str,
-    email: &'a str,
-    event_id: &'a str,
-    event_type: &'a str,
-    timestamp: &'a str,
-}
-
-/// `inventory.updated` in the inventory producer's field order.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct InventoryUpdated<'a> {
-    event_id: &'a str,
-    event_type: &'a str,
-    timestamp: &'a str,
-    id: &'a str,
-    name: &'a str,
-    stock: u64,
-}
-
-/// Alternating customer and inventory events over [`ENTITIES`] customers
-/// and products, with unique ids and timestamps one millisecond apart.
-fn generate_events(n: usize) -> Vec<Message> {
-    let start_ms = switchyard_instant::Instant::parse("2026-11-24T08:00:00Z")
-        .expect("a valid instant")
-        .secs() as u64
-        * 1000;
-    (0..n)
-        .map(|i| {
-            let event_id = format!("00000000-0000-4000-8000-{i:012x}");
-            let timestamp = switchyard_instant::format_millis(start_ms + i as u64);
-            let entity = (i / 2) % ENTITIES;
-            let (routing_key, body) = if i % 2 == 0 {
-                let (id, name) = (format!("c{entity}"), format!("customer-{entity:04}"));
-                let email = format!("{name}@example.com");
-                let body = CustomerCreated {
-                    id: &id,
-                    name: &name,
-                    email: &email,
-                    event_id: &event_id,
-                    event_type: "customer.created",
-                    timestamp: &timestamp,
-                };
-                ("customer.created", serde_json::to_string(&body))
-            } else {
-                let (id, name) = (format!("p{entity}"), format!("product-{entity:04}"));
-                let body = InventoryUpdated {
-                    event_id: &event_id,
-                    event_type: "inventory.updated",
-                    timestamp: &timestamp,
-                    id: &id,
-                    name: &name,
-                    stock: (i as u64 * 37) % 1000,
-                };
-                ("inventory.updated", serde_json::to_string(&body))
-            };
-            Message {
-                routing_key,
-                event_id,
-                body: body.expect("events serialise"),
-            }
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------
-// Broker helpers
-
-async fn connect(url: &str) -> Result<Connection> {
-    switchyard::broker::connect_to(url, DEFAULT_HEARTBEAT_SECS, "switchyard-bench")
-        .await
-        .context("RabbitMQ must be running (cargo xtask bench checks it)")
-}
-
-/// Publishes every event persistently with its own routing key, or with
-/// `fixed_key` when given, keeping at most [`CONFIRM_WINDOW`] unconfirmed.
-async fn publish_all(
-    connection: &Connection,
-    exchange: &str,
-    fixed_key: Option<&str>,
-    events: &[Message],
-) -> Result<()> {
-    let started = Instant::now();
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let props = BasicProperties::default()
-        .with_content_type(ShortString::from("application/json"))
-        .with_delivery_mode(2);
-    let mut pending: VecDeque<PublisherConfirm> = VecDeque::with_capacity(CONFIRM_WINDOW);
-    for event in events {
-        if pending.len() >= CONFIRM_WINDOW {
-            await_confirm(pending.pop_front()).await?;
-        }
-        let confirm = channel
-            .basic_publish(
-                ShortString::from(exchange),
-                ShortString::from(fixed_key.unwrap_or(event.routing_key)),
-                BasicPublishOptions::default(),
-                event.body.as_bytes(),
-                props.clone(),
-            )
-            .await
-            .context("publishing")?;
-        pending.push_back(confirm);
-    }
-    while let Some(confirm) = pending.pop_front() {
-        await_confirm(Some(confirm)).await?;
-    }
-    let _ = channel.close(200, ShortString::from("published")).await;
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "    published {} with confirms in {secs:.2} s ({:.0} msg/s)",
-        events.len(),
-        events.len() as f64 / secs
-    );
-    Ok(())
-}
-
-async fn await_confirm(confirm: Option<PublisherConfirm>) -> Result<()> {
-    let Some(confirm) = confirm else {
-        return Ok(());
-    };
-    let confirmation = confirm.await.context("awaiting a publisher confirm")?;
-    ensure!(confirmation.is_ack(), "the broker refused a message");
-    Ok(())
-}
-
-async fn delete_queue(channel: &Channel, queue: &str) {
-    if let Err(e) = channel
-        .queue_delete(ShortString::from(queue), QueueDeleteOptions::default())
-        .await
-    {
-        eprintln!("warning: could not delete queue {queue}: {e}");
-    }
-}
-
-async fn delete_exchange(channel: &Channel, exchange: &str) {
-    if let Err(e) = channel
-        .exchange_delete(
-            ShortString::from(exchange),
-            ExchangeDeleteOptions::default(),
-        )
-        .await
-    {
-        eprintln!("warning: could not delete exchange {exchange}: {e}");
-    }
-}
-
-// ---------------------------------------------------------------------------
 // (a) Broker baseline
 
 /// Time for a bare consumer to receive every event; the queue is removed
 /// afterwards whatever happens.
-async fn broker_baseline(url: &str, events: &[Message]) -> Result<Duration> {
+async fn broker_baseline(url: &str, events: EventSource) -> Result<Duration> {
     let connection = connect(url).await?;
     let admin = connection.create_channel().await?;
     let queue = unique("switchyard-bench-baseline");
@@ -556,7 +419,7 @@ async fn broker_baseline(url: &str, events: &[Message]) -> Result<Duration> {
         .await
         .context("declaring the baseline queue")?;
     let result = async {
-        publish_all(&connection, "", Some(&queue), events).await?;
+        publish_all(&connection, "", Some(&queue), events.iter()).await?;
         callgrind_zero()?;
         consume_all(&connection, &queue, events.len()).await
     }
@@ -628,66 +491,62 @@ struct EndToEnd {
     cpu: Duration,
     /// Batches run again because another host committed first.
     conflicts: u64,
+    /// The first poll that found the warm-up events applied (see
+    /// [`run_host`]): when, how many it found, and the process's CPU
+    /// seconds then...
+    warm_at: Duration,
+    warm_count: u64,
+    warm_cpu: f64,
+    /// ...and at the end.
+    end_cpu: f64,
 }
 
-/// A host configuration of its own: fresh names, folders in `dirs`, the
-/// store at `store`, the merge plugin alone.
-fn bench_config(url: &str, wasm: &Path, store: StoreUrl, dirs: &Path) -> Result<Config> {
-    let plugins = dirs.join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(wasm, plugins.join("merge.wasm")).context("copying merge.wasm")?;
-    let mut config = Config::defaults();
-    config.amqp_url = Some(url.into());
-    config.http = "127.0.0.1:0".parse()?;
-    config.plugins = plugins;
-    config.data = dirs.join("data");
-    config.store = store;
-    config.exchange = unique("switchyard-bench-exchange");
-    config.queue_prefix = unique("switchyard-bench");
-    Ok(config)
+impl EndToEnd {
+    /// Events per second and CPU microseconds per event of the events
+    /// applied after the warm-up ones.
+    fn after_warm_up(&self, n: u64) -> (f64, f64) {
+        let events = n.saturating_sub(self.warm_count).max(1) as f64;
+        let secs = self
+            .total
+            .saturating_sub(self.warm_at)
+            .as_secs_f64()
+            .max(1e-9);
+        (events / secs, (self.end_cpu - self.warm_cpu) * 1e6 / events)
+    }
 }
 
 /// Pre-publishes every event to a fresh exchange and plugin queue, starts
-/// the host and waits until all are applied; removes the queues and
-/// exchanges afterwards whatever happens.
+/// the host and waits until all are applied, the preloaded ones noted;
+/// removes the queues and exchanges afterwards whatever happens.
 async fn switchyard_end_to_end(
     url: &str,
     wasm: &Path,
     store: StoreUrl,
-    events: &[Message],
+    events: EventSource,
 ) -> Result<EndToEnd> {
     let dirs = tempfile::tempdir()?;
     let config = bench_config(url, wasm, store, dirs.path())?;
     let connection = connect(url).await?;
     let admin = connection.create_channel().await?;
     let result = async {
-        switchyard::broker::declare_exchange(&admin, &config.exchange).await?;
-        let keys: Vec<String> = switchyard_merge::SUBSCRIPTIONS
-            .iter()
-            .map(|k| (*k).to_owned())
-            .collect();
-        switchyard::broker::declare_plugin_queue(&connection, &config, PLUGIN).await?;
-        switchyard::broker::bind(&admin, &config, PLUGIN, &keys).await?;
-        publish_all(&connection, &config.exchange, None, events).await?;
+        declare_plugin(&connection, &admin, &config, PLUGIN).await?;
+        publish_all(&connection, &config.exchange, None, events.iter()).await?;
+        memory_stage("events published");
         callgrind_zero()?;
-        run_host(config.clone(), events.len() as u64).await
+        run_host(config.clone(), events.len() as u64, events.warm() as u64).await
     }
     .await;
     // Its queue, dead-letter queue and retry queues: the broker is left as
     // the bench found it.
-    for queue in switchyard::broker::queue_type::plugin_queues(&config, PLUGIN) {
-        delete_queue(&admin, &queue.name).await;
-    }
-    delete_exchange(&admin, &config.dead_letter_exchange(PLUGIN)).await;
-    delete_exchange(&admin, &config.exchange).await;
+    delete_plugin(url, &config, PLUGIN).await;
     let _ = connection.close(200, ShortString::from("bye")).await;
     result
 }
 
 /// Starts `BENCH_HOSTS` hosts on `config`'s store and queues (each with
 /// folders and an id of its own), waits for `n` applied events between
-/// them, stops them.
-async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
+/// them, noting when `warm` were, stops them.
+async fn run_host(config: Config, n: u64, warm: u64) -> Result<EndToEnd> {
     let hosts = host_count()?;
     let shutdown = CancellationToken::new();
     let cpu_before = cpu_seconds()?;
@@ -701,6 +560,7 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
         }
         running.push(switchyard::start(config, shutdown.clone()).await?);
     }
+    memory_stage("start(): store opened, plugin compiled and loaded");
     let failure = running
         .iter()
         .find_map(|r| r.registry.failures().first().cloned());
@@ -709,13 +569,16 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
             "the merge plugin did not load: {}",
             failure.error
         )),
-        None => wait_applied(&running, n, started).await,
+        None => wait_applied(&running, n, warm, started).await,
     };
-    let cpu = cpu_seconds()? - cpu_before;
+    let end_cpu = cpu_seconds()?;
+    let cpu = end_cpu - cpu_before;
     let progress = progress.map(|p| EndToEnd {
         cpu: Duration::from_secs_f64(cpu.max(0.0)),
+        end_cpu,
         ..p
     });
+    memory_stage("consuming, until every event was applied");
     if let Ok(p) = &progress {
         println!(
             "    host CPU {cpu:.2} s over {:.2} s ({:.0} us per event, {hosts} host(s) together)",
@@ -727,6 +590,7 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
     for r in running {
         r.wait().await;
     }
+    memory_stage("host stopped");
     progress
 }
 
@@ -740,6 +604,7 @@ async fn run_host(config: Config, n: u64) -> Result<EndToEnd> {
 async fn wait_applied(
     running: &[switchyard::Running],
     n: u64,
+    warm: u64,
     started: Instant,
 ) -> Result<EndToEnd> {
     let plugins = running
@@ -755,6 +620,7 @@ async fn wait_applied(
     };
     let applied = || sum(|c| c.applied.load(Ordering::Relaxed));
     let mut first: Option<(Duration, u64)> = None;
+    let mut warmed: Option<(Duration, u64, f64)> = None;
     let (mut last_count, mut last_change) = (0, Instant::now());
     let mut tick = tokio::time::interval(POLL_EVERY);
     loop {
@@ -763,6 +629,9 @@ async fn wait_applied(
         let at = started.elapsed();
         if count > 0 && first.is_none() {
             first = Some((at, count));
+        }
+        if count >= warm && warmed.is_none() {
+            warmed = Some((at, count, cpu_seconds()?));
         }
         if count >= n {
             let stored = running[0]
@@ -782,12 +651,17 @@ async fn wait_applied(
                 conflicts as f64 * 1000.0 / n as f64
             );
             let (first_at, first_count) = first.unwrap_or((at, count));
+            let (warm_at, warm_count, warm_cpu) = warmed.unwrap_or((at, count, 0.0));
             return Ok(EndToEnd {
                 first_at,
                 first_count,
                 total: at,
                 cpu: Duration::ZERO,
                 conflicts,
+                warm_at,
+                warm_count,
+                warm_cpu,
+                end_cpu: 0.0,
             });
         }
         if count != last_count {
@@ -884,38 +758,8 @@ fn per_event_us(elapsed: Duration, events: usize) -> f64 {
     elapsed.as_secs_f64() * 1e6 / events.max(1) as f64
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 // ---------------------------------------------------------------------------
 // Report
-
-/// User plus system CPU time of this process so far, in seconds.
-fn cpu_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the command name (which may hold spaces) start after ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("unreadable /proc/self/stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
-}
-
-/// VmHWM of this process, in MiB.
-fn peak_rss_mib() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")?;
-    Ok(kib / 1024.0)
-}
 
 /// Rates of one round, events per second.
 struct Round {

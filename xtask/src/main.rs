@@ -6,7 +6,8 @@
 //!   JavaScript merges too: see [`guests`])
 //! - `run`    build (release), start the demo upstreams and the host (broker or embedded bus)
 //! - `test`   build the plugins, make sure a broker and PostgreSQL are reachable, run all tests
-//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, `languages`, or all;
+//! - `bench`  build the plugins, run the benchmarks (`throughput`, `reload`, `producer`, `languages`,
+//!   `steady`, `datasize` (the throughput benchmark's data-size figures), or all;
 //!   `throughput --store postgres` commits to PostgreSQL)
 //! - `lint`   rustfmt check and clippy (host natively, plugins for wasm32-wasip2)
 //!
@@ -512,10 +513,17 @@ struct BenchPlan {
     hosts: String,
 }
 
-const BENCHES: [&str; 4] = ["throughput", "reload", "producer", "languages"];
+const BENCHES: [&str; 6] = [
+    "throughput",
+    "reload",
+    "producer",
+    "languages",
+    "steady",
+    "datasize",
+];
 const BENCH_STORES: [&str; 2] = ["sqlite", "postgres"];
 
-/// `[throughput|reload|producer|languages] [--store sqlite|postgres]`.
+/// `[throughput|reload|producer|languages|steady|datasize] [--store sqlite|postgres]`.
 fn bench_plan(args: &[String]) -> Result<BenchPlan> {
     let mut benches = Vec::new();
     let mut store = None;
@@ -539,7 +547,7 @@ fn bench_plan(args: &[String]) -> Result<BenchPlan> {
         {
             benches.push(*name);
         } else {
-            bail!("unknown benchmark {arg:?}: throughput, reload or producer");
+            bail!("unknown benchmark {arg:?}: one of {}", BENCHES.join(", "));
         }
     }
     if benches.is_empty() {
@@ -561,8 +569,8 @@ fn bench_plan(args: &[String]) -> Result<BenchPlan> {
     })
 }
 
-/// `cargo xtask bench [throughput|reload|producer|languages] [--store sqlite|postgres]
-/// [--hosts N]`: one benchmark, or all.
+/// `cargo xtask bench [throughput|reload|producer|languages|steady|datasize]
+/// [--store sqlite|postgres] [--hosts N]`: one benchmark, or all.
 fn bench(args: &[String]) -> Result<()> {
     let plan = bench_plan(args)?;
     let mut steps = Steps::new(2 + plan.benches.len());
@@ -575,15 +583,26 @@ fn bench(args: &[String]) -> Result<()> {
         Ok::<_, anyhow::Error>(())
     })?;
     for name in &plan.benches {
+        let (target, only) = bench_target(name);
+        let mut envs = vec![("BENCH_STORE", plan.store), ("BENCH_HOSTS", &plan.hosts)];
+        if !only.is_empty() {
+            envs.push(("BENCH_ONLY", only));
+        }
         steps.run_talking(&format!("benchmark {name}"), || {
-            cargo_with(
-                &["bench", "-p", "switchyard", "--bench", name],
-                &[("BENCH_STORE", plan.store), ("BENCH_HOSTS", &plan.hosts)],
-            )
+            cargo_with(&["bench", "-p", "switchyard", "--bench", target], &envs)
         })?;
     }
     steps.finish();
     Ok(())
+}
+
+/// The bench target that runs benchmark `name`, and its `BENCH_ONLY`:
+/// `datasize` is a part of the throughput benchmark.
+fn bench_target(name: &'static str) -> (&'static str, &'static str) {
+    match name {
+        "datasize" => ("throughput", "datasize"),
+        other => (other, ""),
+    }
 }
 
 fn lint() -> Result<()> {
@@ -627,7 +646,7 @@ fn lint() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BenchPlan, bench_plan, broker_address, postgres_address};
+    use super::{BenchPlan, bench_plan, bench_target, broker_address, postgres_address};
 
     fn plan(args: &[&str]) -> anyhow::Result<BenchPlan> {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -639,8 +658,19 @@ mod tests {
         let all = plan(&[]).unwrap();
         assert_eq!(
             all.benches,
-            ["throughput", "reload", "producer", "languages"]
+            [
+                "throughput",
+                "reload",
+                "producer",
+                "languages",
+                "steady",
+                "datasize"
+            ]
         );
+        assert_eq!(plan(&["steady"]).unwrap().benches, ["steady"]);
+        assert_eq!(bench_target("steady"), ("steady", ""));
+        assert_eq!(bench_target("datasize"), ("throughput", "datasize"));
+        assert_eq!(bench_target("throughput"), ("throughput", ""));
         assert_eq!(all.store, "sqlite");
         let pg = plan(&["throughput", "--store", "postgres"]).unwrap();
         assert_eq!(
