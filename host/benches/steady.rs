@@ -38,6 +38,9 @@
 //! switchyard --bench steady` once the plugin is built. Environment:
 //! `BENCH_SECONDS`, `AMQP_URL`.
 
+#[path = "../tests/common/service_lock.rs"]
+#[allow(dead_code)]
+mod service_lock;
 #[path = "../tests/common/broker_lock.rs"]
 #[allow(dead_code)]
 mod broker_lock;

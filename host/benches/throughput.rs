@@ -37,6 +37,9 @@
 //! `data` view's time against the size of its answer (see
 //! `throughput/datasize.rs`).
 
+#[path = "../tests/common/service_lock.rs"]
+#[allow(dead_code)]
+mod service_lock;
 #[path = "../tests/common/broker_lock.rs"]
 #[allow(dead_code)]
 mod broker_lock;
