@@ -9,7 +9,11 @@ connections) and set-up (generating and publishing the events, left out by
 `callgrind_control --zero`) cancelled out. Instruction counts are exact and
 do not depend on what else the machine runs, unlike times.
 
-    python3 host/benches/profile.py [host|core|baseline ...] [--events 1000,3000]
+    python3 host/benches/profile.py [host|core|baseline|merge ...] [--events 1000,3000]
+
+`merge` (`BENCH_ONLY=merge`) compares the merge logic natively and through
+the plugin engine, and splits the WebAssembly call into the guest's own
+code (JIT-compiled, no symbols), wasmtime's crossing and the host imports.
 
 Needs valgrind and, for `host` and `baseline`, the local RabbitMQ; builds
 the bench (release) and plugins/merge.wasm must exist (`cargo xtask build`).
@@ -106,11 +110,54 @@ def costs(path, inclusive):
         if "PROGRAM TOTALS" in rest:
             total = n
             continue
-        # "file:function [object]"
+        # "file:function [object]"; code of no object is JIT-compiled.
+        jit = rest.endswith(" [???]")
         rest = re.sub(r"\s+\[[^\]]*\]$", "", rest)
         name = rest.split(":", 1)[1] if re.match(r"^[^:<]*:", rest) else rest
+        name = JIT_PREFIX + name if jit else name
         by_fn[name] = by_fn.get(name, 0) + n
     return total, by_fn
+
+
+# BENCH_ONLY=merge runs every event this many times each way (MERGE_ROUNDS).
+MERGE_ROUNDS = 5
+MERGE_AREAS = [
+    ("native: the merge compiled by LLVM for x86-64 (native_round)", "throughput::native_round"),
+    ("WebAssembly: the same merge through the engine (wasm_round)", "throughput::wasm_round"),
+    ("  Instance::handle", "switchyard::plugins::instance::Instance::handle"),
+    ("    the state.get import", "<switchyard::plugins::bindings::HostState as switchyard::plugins::bindings::switchyard::plugin::state::Host>::get"),
+    ("    the state.set import", "<switchyard::plugins::bindings::HostState as switchyard::plugins::bindings::switchyard::plugin::state::Host>::set"),
+]
+
+
+# Names of code in no object file: cranelift's output (the guest and its
+# trampolines), which callgrind knows by address only.
+JIT_PREFIX = "[jit] "
+
+
+def is_jit(name):
+    return name.startswith(JIT_PREFIX)
+
+
+def profile_merge(binary, sizes):
+    small, large = sizes
+    runs = {}
+    for n in sizes:
+        print(f"running merge with {n} events under callgrind...", file=sys.stderr)
+        path = run(binary, "merge", n)
+        runs[n] = (costs(path, True)[1], costs(path, False)[1])
+    per = (large - small) * MERGE_ROUNDS
+    (inc_s, self_s), (inc_l, self_l) = runs[small], runs[large]
+    rows = [(name, (inc_l.get(fn, 0) - inc_s.get(fn, 0)) / per) for name, fn in MERGE_AREAS]
+
+    def self_where(pred):
+        return sum(self_l[f] for f in self_l if pred(f)) - sum(self_s[f] for f in self_s if pred(f))
+
+    rows.append(("guest code (cranelift's output: the merge, its allocator, trampolines) [self]",
+                 self_where(is_jit) / per))
+    rows.append(("wasmtime's own functions (lifting, lowering, entering, leaving) [self]",
+                 self_where(lambda f: "wasmtime" in f) / per))
+    return rows
 
 
 def self_cost(by_fn, names):
@@ -159,6 +206,12 @@ def main():
     sizes = tuple(int(x) for x in args.events.split(","))
     binary = args.binary or bench_binary()
     for mode in args.modes:
+        if mode == "merge":
+            print(f"\nmerge: instructions per event ({sizes[1]} - {sizes[0]} events, "
+                  f"{MERGE_ROUNDS} times each)")
+            for name, n in profile_merge(binary, sizes):
+                print(f"  {n:>10,.0f}  {name}")
+            continue
         rows, startup, top = profile(binary, mode, sizes)
         print(f"\n{mode}: instructions per event ({sizes[1]} - {sizes[0]} events)")
         for name, n in rows:

@@ -38,12 +38,12 @@
 //! switchyard --bench steady` once the plugin is built. Environment:
 //! `BENCH_SECONDS`, `AMQP_URL`.
 
-#[path = "../tests/common/service_lock.rs"]
-#[allow(dead_code)]
-mod service_lock;
 #[path = "../tests/common/broker_lock.rs"]
 #[allow(dead_code)]
 mod broker_lock;
+#[path = "../tests/common/service_lock.rs"]
+#[allow(dead_code)]
+mod service_lock;
 // Each benchmark uses a part of it.
 #[allow(dead_code)]
 mod support;

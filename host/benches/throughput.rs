@@ -37,14 +37,14 @@
 //! `data` view's time against the size of its answer (see
 //! `throughput/datasize.rs`).
 
-#[path = "../tests/common/service_lock.rs"]
-#[allow(dead_code)]
-mod service_lock;
 #[path = "../tests/common/broker_lock.rs"]
 #[allow(dead_code)]
 mod broker_lock;
 #[path = "throughput/datasize.rs"]
 mod datasize;
+#[path = "../tests/common/service_lock.rs"]
+#[allow(dead_code)]
+mod service_lock;
 // Each benchmark uses a part of it.
 #[allow(dead_code)]
 mod support;
@@ -129,6 +129,15 @@ fn main() -> Result<()> {
             println!("batch core: applied {n} in {:.2} s", took.as_secs_f64());
             return Ok(());
         }
+        Only::Merge => {
+            callgrind_zero()?;
+            let merge = merge_cost(&events.iter().collect::<Vec<_>>(), &wasm)?;
+            println!(
+                "merge per event: native {:.2} us, wasm {:.2} us ({:.1}x)",
+                merge.native_us, merge.wasm_us, merge.ratio
+            );
+            return Ok(());
+        }
     }
 
     // (a) and (b) alternate, so that both see the same machine noise; the
@@ -191,6 +200,9 @@ enum Only {
     Datasize,
     /// Everything, one round, with the resident memory at each stage.
     Memory,
+    /// The merge logic alone, natively and through the plugin engine
+    /// (no broker, no store commit), [`MERGE_ROUNDS`] rounds of each.
+    Merge,
 }
 
 impl Only {
@@ -202,7 +214,10 @@ impl Only {
             Ok("core") => Ok(Only::Core),
             Ok("datasize") => Ok(Only::Datasize),
             Ok("memory") => Ok(Only::Memory),
-            Ok(other) => bail!("BENCH_ONLY={other:?}: baseline, host, core, datasize or memory"),
+            Ok("merge") => Ok(Only::Merge),
+            Ok(other) => {
+                bail!("BENCH_ONLY={other:?}: baseline, host, core, datasize, memory or merge")
+            }
         }
     }
 }
@@ -729,6 +744,8 @@ fn merge_cost(events: &[Message], wasm: &Path) -> Result<MergeCost> {
 }
 
 /// One pass over `events` with fresh state; microseconds per event.
+/// Never inlined: the profiler finds its cost under its name.
+#[inline(never)]
 fn native_round(events: &[Event]) -> f64 {
     let mut state: HashMap<String, Vec<u8>> = HashMap::new();
     let started = Instant::now();
@@ -743,7 +760,8 @@ fn native_round(events: &[Event]) -> f64 {
 
 /// One pass through the host's plugin engine, state kept in the instance's
 /// in-memory overlay (emptied before the round, untimed); microseconds per
-/// event.
+/// event. Never inlined: the profiler finds its cost under its name.
+#[inline(never)]
 fn wasm_round(instance: &mut Instance, events: &[Event]) -> f64 {
     instance.take_state_writes();
     let started = Instant::now();
