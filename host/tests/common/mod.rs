@@ -330,6 +330,15 @@ impl TestHost {
     }
 }
 
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shutdown.cancel();
+            delete_topology_after_failure(&self.config, self.running.take());
+        }
+    }
+}
+
 /// Opens the store of a host with `config` (blocking: see [`off_reactor`]).
 pub fn open_store(config: &Config) -> Store {
     let location = config.store_location().expect("a valid --store");
@@ -346,6 +355,44 @@ pub fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Deletes, as a failed test unwinds, the queues and exchanges its host
+/// declared for the plugins in its plugins folder, so that a failure leaves
+/// nothing on the shared broker. An in-process host (`running`) is waited
+/// for first: it would declare them again. On a thread with a runtime of
+/// its own (the test's is the one unwinding), for 10 s at most; best effort.
+pub fn delete_topology_after_failure(config: &Config, running: Option<Running>) {
+    let plugins: Vec<String> = std::fs::read_dir(&config.plugins)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let wasm = path.extension().is_some_and(|e| e == "wasm");
+            wasm.then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    let config = config.clone();
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let names: Vec<&str> = plugins.iter().map(String::as_str).collect();
+        let cleanup = async {
+            if let Some(running) = running {
+                running.wait().await;
+            }
+            delete_topology(&config, &names).await
+        };
+        // The timer is made inside the runtime: it needs its clock.
+        let _ = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), cleanup).await });
+    })
+    .join();
 }
 
 /// Deletes the queues and exchanges a host with `config` declared for

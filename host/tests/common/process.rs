@@ -18,7 +18,7 @@ use switchyard::store::{Location, Store};
 use tokio::process::{Child, Command};
 
 use super::backend::{Backend, TestStore};
-use super::{delete_topology, host_config, off_reactor};
+use super::{delete_topology, delete_topology_after_failure, host_config, off_reactor};
 
 /// How long a start may take until the API answers (plugins are compiled
 /// on every start, in a debug build).
@@ -293,9 +293,14 @@ fn store_arg(config: &Config) -> String {
 
 impl Drop for ChildHost {
     fn drop(&mut self) {
-        // The process itself is killed by `kill_on_drop`.
+        // The process itself is killed by `kill_on_drop`; after a failure,
+        // first, so that it declares nothing again.
         if std::thread::panicking() {
             eprintln!("{}", self.log_tail(60));
+            if let Some(mut child) = self.child.take() {
+                let _ = child.start_kill();
+            }
+            delete_topology_after_failure(&self.config, None);
         }
     }
 }
