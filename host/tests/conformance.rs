@@ -195,6 +195,24 @@ fn python_merge_fast_path_agrees_with_the_exact_path() {
     );
 }
 
+/// The JavaScript merge's ordinary-event path against its exact path on a
+/// generated corpus (`plugins/merge-js/merge-rules.test.mjs`), run by Node.
+#[test]
+fn javascript_merge_fast_path_agrees_with_the_exact_path() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = "plugins/merge-js/merge-rules.test.mjs";
+    let output = Command::new("node")
+        .arg(root.join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("running node (install it: see .ci/run): {e}"));
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The JavaScript SDK's JSON reader: its native fast path against its exact
 /// reader on the transcript's bodies and dirty texts, run by Node.
 #[test]
