@@ -178,9 +178,7 @@ function upsertEntity(state, kind, change, at, text) {
   stored.secs = at[0];
   stored.nanos = at[1];
   stored.updatedAt = text;
-  const raw = toJson(stored);
-  state.set(key, encoder.encode(raw));
-  remember(key, raw, stored);
+  state.set(key, encoder.encode(toJson(stored)));
   const doc = kind.isCustomer
     ? { id: change.id, name, email, updatedAt: text }
     : { id: change.id, name, stock, updatedAt: text };
@@ -191,42 +189,24 @@ function deleteEntity(state, kind, id, at, text) {
   const key = kind.prefix + id;
   const previous = load(state, key);
   if (previous !== null && isNewer(previous, at)) return null;
-  const tombstone = { secs: at[0], nanos: at[1], updatedAt: text, deleted: true };
-  const raw = toJson(tombstone);
-  state.set(key, encoder.encode(raw));
-  remember(key, raw, tombstone);
+  state.set(key, encoder.encode(toJson({ secs: at[0], nanos: at[1], updatedAt: text, deleted: true })));
   return remove(kind.collection, id);
 }
 
-// The stored entities last read or written, by key: {raw: their text,
-// entity: what load returns for it}. The same text gives the same entity,
-// so each is parsed once. Bounded: forgotten in full when full.
-const LOADED = new Map();
-const LOADED_KEYS = 4096;
-
-function remember(key, raw, entity) {
-  if (LOADED.size >= LOADED_KEYS) LOADED.clear();
-  LOADED.set(key, { raw, entity });
-}
-
 function load(state, key) {
-  const bytes = state.get(key);
-  if (bytes === undefined || bytes === null) return null;
-  const raw = decoder.decode(bytes);
-  const known = LOADED.get(key);
-  if (known !== undefined && known.raw === raw) return known.entity;
+  const raw = state.get(key);
+  if (raw === undefined || raw === null) return null;
   // Not the event's fault, but retrying cannot help either: dead-letter it
   // so that it can be replayed once the state is repaired.
   let stored;
   try {
-    stored = parseJson(raw);
+    stored = parseJson(decoder.decode(raw));
   } catch (e) {
     return fail(`stored state ${key} is unreadable: ${e.message}`);
   }
   if (!isObject(stored) || typeof stored.secs !== "number" || typeof stored.nanos !== "number" || typeof stored.updatedAt !== "string") {
     fail(`stored state ${key} is unreadable: expected secs, nanos and updatedAt`);
   }
-  remember(key, raw, stored);
   return stored;
 }
 
