@@ -157,6 +157,62 @@ fn timestamp_ports_agree_with_the_rust_cases() {
     }
 }
 
+/// The Python merge's ordinary-event path against its exact path on a
+/// generated corpus (`plugins/merge-py/merge_rules_test.py`), run by python3
+/// with the bindings the pinned componentize-py generates (`cargo xtask
+/// build` installs it under `target/tools/py`).
+#[test]
+fn python_merge_fast_path_agrees_with_the_exact_path() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let componentize = root.join("target/tools/py/bin/componentize-py");
+    let bindings = tempfile::tempdir().unwrap();
+    let status = Command::new(&componentize)
+        .arg("-d")
+        .arg(root.join("wit"))
+        .args(["-w", "transformer", "bindings"])
+        .arg(bindings.path())
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {} (cargo xtask build installs it): {e}",
+                componentize.display()
+            )
+        });
+    assert!(status.success(), "componentize-py bindings: {status}");
+    let path = std::env::join_paths([bindings.path(), &root.join("sdk/python")]).unwrap();
+    let script = "plugins/merge-py/merge_rules_test.py";
+    let output = Command::new("python3")
+        .arg(root.join(script))
+        .env("PYTHONPATH", path)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("running python3 (install it: see .ci/run): {e}"));
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The JavaScript merge's ordinary-event path against its exact path on a
+/// generated corpus (`plugins/merge-js/merge-rules.test.mjs`), run by Node.
+#[test]
+fn javascript_merge_fast_path_agrees_with_the_exact_path() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = "plugins/merge-js/merge-rules.test.mjs";
+    let output = Command::new("node")
+        .arg(root.join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("running node (install it: see .ci/run): {e}"));
+    assert!(
+        output.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The JavaScript SDK's JSON reader: its native fast path against its exact
 /// reader on the transcript's bodies and dirty texts, run by Node.
 #[test]

@@ -64,8 +64,38 @@ const INSTANT = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:Z
 
 /** [secs, nanos] of `text`, or throws a ParseError saying what is wrong. */
 export function parse(text) {
+  const at = parseOrdinary(text);
+  return at !== null ? at : parseExact(text);
+}
+
+// Parts of instants already read (see parseOrdinary), each bounded:
+// forgotten in full when full. Seconds since the epoch of a
+// "YYYY-MM-DDTHH:MM:SS"; [zone offset in seconds, nanoseconds] of what
+// follows the seconds, such as ".250Z".
+const SECONDS = new Map();
+const TAILS = new Map();
+const KEPT = 4096;
+
+function keep(cache, key, value) {
+  if (cache.size >= KEPT) cache.clear();
+  cache.set(key, value);
+}
+
+/** `parse`'s value for a well-formed instant with every field in range,
+ *  null for any other text. The grammar is a fixed 19-character
+ *  `YYYY-MM-DDTHH:MM:SS` followed by the fraction and zone: the text is well
+ *  formed exactly when both parts are. Each part already read is
+ *  remembered (events come in bursts within a second, and a millisecond
+ *  fraction with `Z` takes a thousand values), so an ordinary instant costs
+ *  two lookups. */
+export function parseOrdinary(text) {
+  const start = SECONDS.get(text.slice(0, 19));
+  if (start !== undefined) {
+    const tail = TAILS.get(text.slice(19));
+    if (tail !== undefined) return [start - tail[0], tail[1]];
+  }
   const m = INSTANT.exec(text);
-  if (m === null) return parseExact(text);
+  if (m === null) return null;
   const year = +m[1];
   const month = +m[2];
   const day = +m[3];
@@ -76,15 +106,18 @@ export function parse(text) {
   if (m[8] !== undefined) {
     const hours = +m[9];
     const minutes = +m[10];
-    if (hours > 18 || minutes > 59 || (hours === 18 && minutes > 0)) return parseExact(text);
+    if (hours > 18 || minutes > 59 || (hours === 18 && minutes > 0)) return null;
     offset = (hours * 3600 + minutes * 60) * (m[8] === "-" ? -1 : 1);
   }
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || second > 59) {
-    return parseExact(text);
+    return null;
   }
   const fraction = m[7];
   const nanos = fraction === undefined ? 0 : +fraction * 10 ** (9 - fraction.length);
-  return [daysFromCivil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second - offset, nanos];
+  const secondStart = daysFromCivil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
+  keep(SECONDS, text.slice(0, 19), secondStart);
+  keep(TAILS, text.slice(19), [offset, nanos]);
+  return [secondStart - offset, nanos];
 }
 
 /** `parse` character by character: the reason for any text `INSTANT` does

@@ -42,7 +42,8 @@ for (const zone of ["Z", "+05:30", "-00:00", "-18:00"]) {
     }
   }
 }
-for (const text of variants) {
+// Twice: the second pass finds every part of every text remembered by the first.
+for (const text of [...variants, ...variants]) {
   const [fast, exact] = [outcome(instant.parse, text), outcome(instant.parseExact, text)];
   if (fast !== exact) wrong.push(`${JSON.stringify(text)}: parse ${fast}, parseExact ${exact}`);
 }

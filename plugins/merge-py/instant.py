@@ -22,10 +22,14 @@ _WELL_FORMED = re.compile(
     r"(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})\Z").match
 # Nanoseconds per unit of a fraction of 1 to 9 digits.
 _FRACTION_SCALE = (0,) + tuple(10 ** (9 - n) for n in range(1, 10))
-# Seconds since the epoch of a "YYYY-MM-DDTHH:MM" already checked (events
-# come in bursts within a minute), bounded: forgotten in full when full.
+# Parts of instants already read, by text (see parse_ordinary), each
+# bounded: forgotten in full when full. Seconds since the epoch of a
+# "YYYY-MM-DDTHH:MM" and of a "YYYY-MM-DDTHH:MM:SS"; the (zone offset in
+# seconds, nanoseconds) of what follows the seconds, such as ".250Z".
 _MINUTES = {}
-_MINUTES_KEPT = 4096
+_SECONDS = {}
+_TAILS = {}
+_KEPT = 4096
 
 
 class ParseError(ValueError):
@@ -84,34 +88,58 @@ def civil_from_days(days):
 
 def parse(text):
     """``(secs, nanos)`` of ``text``, or ``ParseError`` saying what is wrong."""
+    at = parse_ordinary(text)
+    return at if at is not None else parse_exact(text)
+
+
+def parse_ordinary(text):
+    """``parse``'s value for a well-formed instant with every field in
+    range, None for any other text (which ``parse_exact`` reads).
+
+    The grammar is a fixed 19-character ``YYYY-MM-DDTHH:MM:SS`` followed by
+    the fraction and zone: the text is well formed exactly when both parts
+    are. Each part already read is remembered (events come in bursts
+    within a second, and a millisecond fraction with ``Z`` takes a
+    thousand values), so an ordinary instant costs two lookups."""
+    second_start = _SECONDS.get(text[:19])
+    if second_start is not None:
+        tail = _TAILS.get(text[19:])
+        if tail is not None:
+            return second_start - tail[0], tail[1]
     m = _WELL_FORMED(text)
     if m is None:
-        return parse_exact(text)
+        return None
     minute_start = _MINUTES.get(text[:16])
     if minute_start is None:
         year, month, day, hour, minute = int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5])
         if (not 1 <= month <= 12 or day < 1 or day > _days_in_month(year, month)
                 or hour > 23 or minute > 59):
-            return parse_exact(text)
+            return None
         minute_start = days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60
-        if len(_MINUTES) >= _MINUTES_KEPT:
-            _MINUTES.clear()
-        _MINUTES[text[:16]] = minute_start
+        _keep(_MINUTES, text[:16], minute_start)
     second, fraction, zone = m.group(6, 7, 8)
     second = int(second)
     if second > 59:
-        return parse_exact(text)
+        return None
     if zone == "Z":
         offset = 0
     else:
         hours, minutes = int(zone[1:3]), int(zone[4:6])
         if hours > 18 or minutes > 59 or (hours == 18 and minutes > 0):
-            return parse_exact(text)
+            return None
         offset = hours * 3600 + minutes * 60
         if zone[0] == "-":
             offset = -offset
     nanos = 0 if fraction is None else int(fraction) * _FRACTION_SCALE[len(fraction)]
+    _keep(_SECONDS, text[:19], minute_start + second)
+    _keep(_TAILS, text[19:], (offset, nanos))
     return minute_start + second - offset, nanos
+
+
+def _keep(cache, key, value):
+    if len(cache) >= _KEPT:
+        cache.clear()
+    cache[key] = value
 
 
 def parse_exact(text):

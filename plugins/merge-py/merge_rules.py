@@ -73,6 +73,10 @@ _scan = make_scanner(json.JSONDecoder(parse_constant=_no_constant))
 # path reads as a float.
 _minus_zero = re.compile(r"-0(?![0-9.eE])").search
 _quote = json.encoder.encode_basestring
+# The ordinary event's decoder: an object as its list of (key, value)
+# pairs, so that a key given twice shows (nested objects too: the event
+# path reads none).
+_scan_pairs = make_scanner(json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=list))
 
 
 def _integer(text):
@@ -166,14 +170,70 @@ def handle(state, routing_key, body, received_at_ms):
         return legacy_post(state, body, received_at_ms)
     else:
         raise Reject(f"unsupported routing key {routing_key}")
+    deleting = word == "deleted" or word.endswith(".deleted")
+    action = _ordinary(state, kind, deleting, body)
+    if action is _UNUSUAL:
+        action = _event(state, kind, deleting, body)
+    return [] if action is None else [action]
 
+
+# What _ordinary returns when the event is not one it is sure about.
+_UNUSUAL = object()
+
+
+def _ordinary(state, kind, deleting, body):
+    """The action of an ordinary event, or ``_UNUSUAL`` for ``_event`` to
+    find. Ordinary: the body is an object read by the C decoder alone with
+    no top-level key given twice, the fields read have their usual types (a
+    non-empty string id, strings or nothing for name and email, a positive
+    integer or nothing for stock, a string timestamp) and the timestamp is
+    well formed. A number -0 or a repeated key changes what the exact path
+    reads only in those fields (see ``parse_object_exact``), where they
+    cannot be. A stock of 0 may be written -0: only then is the text
+    searched for one."""
+    if body[:1] != "{":
+        return _UNUSUAL
+    try:
+        pairs, end = _scan_pairs(body, 0)
+    except Exception:  # noqa: BLE001 - the exact path says what is wrong
+        return _UNUSUAL
+    fields = dict(pairs)
+    if end != len(body) or len(fields) != len(pairs):
+        return _UNUSUAL
+    id_ = fields.get("id")
+    text = fields.get("timestamp")
+    if type(id_) is not str or not id_ or type(text) is not str:
+        return _UNUSUAL
+    at = instant.parse_ordinary(text)
+    if at is None:
+        return _UNUSUAL
+    if deleting:
+        return delete_entity(state, kind, id_, at, text)
+    name = fields.get("name")
+    if name is not None and type(name) is not str:
+        return _UNUSUAL
+    email = stock = None
+    if kind.is_customer:
+        email = fields.get("email")
+        if email is not None and type(email) is not str:
+            return _UNUSUAL
+    else:
+        stock = fields.get("stock")
+        if stock is not None and (type(stock) is not int or not 0 < stock <= U64_MAX):
+            if stock != 0 or type(stock) is not int or ("-0" in body and _minus_zero(body)):
+                return _UNUSUAL
+    return upsert_entity(state, kind, id_, name, email, stock, at, text)
+
+
+def _event(state, kind, deleting, body):
+    """``_ordinary``'s action for any event: validation in the Rust merge's
+    order, with its reasons."""
     fields = parse_object(body, EVENT_FIELDS)
     # validate(), inline: each check lets the ordinary value through and
     # leaves any other to the function that rejects it, in the same order.
     id_ = fields.get("id")
     if type(id_) is not str or not id_:
         id_ = require_id(fields, _event_field)
-    deleting = word == "deleted" or word.endswith(".deleted")
     name = email = stock = None
     if not deleting:
         name = fields.get("name")
@@ -189,10 +249,8 @@ def handle(state, routing_key, body, received_at_ms):
                 optional_stock(stock, _event_field)
     at, text = require_timestamp(fields)
     if deleting:
-        action = delete_entity(state, kind, id_, at, text)
-    else:
-        action = upsert_entity(state, kind, id_, name, email, stock, at, text)
-    return [] if action is None else [action]
+        return delete_entity(state, kind, id_, at, text)
+    return upsert_entity(state, kind, id_, name, email, stock, at, text)
 
 
 def legacy_post(state, body, received_at_ms):
@@ -247,25 +305,27 @@ def upsert_entity(state, kind, id_, name, email, stock, at, text):
             if stock is None:
                 stock = previous[4]
     # The state is {"name", "email", "stock" (those not None), "secs",
-    # "nanos", "updatedAt"}, written as to_json would write it.
-    fields = ""
-    if name is not None:
-        fields += '"name":' + _json(name) + ","
-    if email is not None:
-        fields += '"email":' + _json(email) + ","
-    if stock is not None:
-        fields += '"stock":' + _json(stock) + ","
+    # "nanos", "updatedAt"}, the document {"id", "name", "email" | "stock",
+    # "updatedAt"}: written as to_json would write them, each value once.
+    quoted_name = _quote(name) if type(name) is str else _json(name)
+    quoted_email = _quote(email) if type(email) is str else _json(email)
+    written_stock = int.__repr__(stock) if type(stock) is int else _json(stock)
     quoted_text = _quote(text)
-    raw = f'{{{fields}"secs":{at[0]},"nanos":{at[1]},"updatedAt":{quoted_text}}}'.encode()
+    head = "{"
+    if name is not None:
+        head = '{"name":' + quoted_name + ","
+    if email is not None:
+        head += '"email":' + quoted_email + ","
+    if stock is not None:
+        head += '"stock":' + written_stock + ","
+    raw = f'{head}"secs":{at[0]},"nanos":{at[1]},"updatedAt":{quoted_text}}}'.encode()
     state.set(key, raw)
     _remember(key, raw, (at, False, name, email, stock))
-
-    # The document is {"id", "name", "email" | "stock", "updatedAt"}.
     if kind.is_customer:
-        doc = (f'{{"id":{_quote(id_)},"name":{_json(name)},"email":{_json(email)},'
+        doc = (f'{{"id":{_quote(id_)},"name":{quoted_name},"email":{quoted_email},'
                f'"updatedAt":{quoted_text}}}')
     else:
-        doc = (f'{{"id":{_quote(id_)},"name":{_json(name)},"stock":{_json(stock)},'
+        doc = (f'{{"id":{_quote(id_)},"name":{quoted_name},"stock":{written_stock},'
                f'"updatedAt":{quoted_text}}}')
     return upsert_raw(kind.collection, id_, doc)
 
