@@ -41,6 +41,9 @@
 #[path = "../tests/common/broker_lock.rs"]
 #[allow(dead_code)]
 mod broker_lock;
+#[path = "../tests/common/service_lock.rs"]
+#[allow(dead_code)]
+mod service_lock;
 // Each benchmark uses a part of it.
 #[allow(dead_code)]
 mod support;
