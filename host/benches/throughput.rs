@@ -40,11 +40,11 @@
 #[path = "../tests/common/broker_lock.rs"]
 #[allow(dead_code)]
 mod broker_lock;
+#[path = "throughput/datasize.rs"]
+mod datasize;
 #[path = "../tests/common/service_lock.rs"]
 #[allow(dead_code)]
 mod service_lock;
-#[path = "throughput/datasize.rs"]
-mod datasize;
 // Each benchmark uses a part of it.
 #[allow(dead_code)]
 mod support;
