@@ -15,6 +15,14 @@ do not depend on what else the machine runs, unlike times.
 the plugin engine, and splits the WebAssembly call into the guest's own
 code (JIT-compiled, no symbols), wasmtime's crossing and the host imports.
 
+The data-size figure's cost per event, the data set stored first and left
+out (`core` with `BENCH_PRELOAD=1`; the environment is passed on):
+
+    BENCH_PRELOAD=1 BENCH_CUSTOMERS=100000 BENCH_PRODUCTS=10000 \
+        python3 host/benches/profile.py core --tag large --top
+    BENCH_PRELOAD=1 BENCH_CUSTOMERS=100 BENCH_PRODUCTS=100 \
+        python3 host/benches/profile.py core --tag small --top
+
 Needs valgrind and, for `host` and `baseline`, the local RabbitMQ; builds
 the bench (release) and plugins/merge.wasm must exist (`cargo xtask build`).
 Callgrind's files are kept in target/profile/.

@@ -31,16 +31,23 @@
 //!   process's CPU time less the benchmark's own threads' (the main thread,
 //!   its runtime `bench-*`, its broker connection's I/O thread), so the
 //!   publisher and the pollers are left out; the API's answers to the
-//!   pollers are in.
+//!   pollers are in;
+//! - the host's own histograms over the run (batch first delivery -> ack,
+//!   commit, plugin call, batch size, the API's document GET), read from
+//!   its `/metrics` before and after: where the confirm -> readable time
+//!   goes.
 //!
 //! Every exchange and queue it declares is deleted at the end, also when
 //! the run fails. Run it with `cargo xtask bench steady`, or `cargo bench -p
 //! switchyard --bench steady` once the plugin is built. Environment:
-//! `BENCH_SECONDS`, `AMQP_URL`.
+//! `BENCH_SECONDS`, `AMQP_URL`, `BENCH_LINGER_MS` (the host's batch linger,
+//! default the host's default).
 
 #[path = "../tests/common/broker_lock.rs"]
 #[allow(dead_code)]
 mod broker_lock;
+#[path = "steady/histograms.rs"]
+mod histograms;
 #[path = "../tests/common/service_lock.rs"]
 #[allow(dead_code)]
 mod service_lock;
@@ -132,7 +139,13 @@ async fn run(host_rt: Handle, url: &str, wasm: &Path, duration: Duration) -> Res
     let broker_rate = broker_rate(&connection, &admin).await?;
 
     let dirs = tempfile::tempdir()?;
-    let config = bench_config(url, wasm, StoreUrl::from("sqlite"), dirs.path())?;
+    let mut config = bench_config(url, wasm, StoreUrl::from("sqlite"), dirs.path())?;
+    // To weigh the linger against the tail latency; the default otherwise.
+    if let Ok(ms) = std::env::var("BENCH_LINGER_MS") {
+        config.batch_linger_ms = ms
+            .parse()
+            .with_context(|| format!("BENCH_LINGER_MS={ms:?}: milliseconds"))?;
+    }
     let rate = LOAD * broker_rate;
     eprintln!(
         "bench: publishing at {rate:.0}/s for {} s while the host consumes",
@@ -206,6 +219,11 @@ struct Report {
     dead_lettered: u64,
     /// Store commits over the whole run.
     commits: u64,
+    /// The host's histograms over the window and drain: what each times,
+    /// whether in seconds, the buckets.
+    histograms: Vec<(&'static str, bool, histograms::Buckets)>,
+    linger_ms: u64,
+    batch_size: usize,
 }
 
 /// One lag sample.
@@ -263,6 +281,7 @@ async fn steady(
     let cpu = HostCpu::new(BENCH_THREADS, HOST_THREADS)?;
     let shutdown = CancellationToken::new();
     let exchange = config.exchange.clone();
+    let (linger_ms, batch_size) = (config.batch_linger_ms, config.batch_size);
     let running = host_rt
         .spawn(switchyard::start(config, shutdown.clone()))
         .await??;
@@ -276,7 +295,24 @@ async fn steady(
             .context("the merge plugin is not loaded")?;
         let applied = move || plugin.counters.applied.load(Ordering::Relaxed);
         let base = format!("http://{}", running.http_addr);
-        measure(connection, &exchange, &base, &applied, &cpu, rate, duration).await
+        let http = reqwest::Client::new();
+        let before = histograms::scrape(&http, &base).await?;
+        let mut report =
+            measure(connection, &exchange, &base, &applied, &cpu, rate, duration).await?;
+        let after = histograms::scrape(&http, &base).await?;
+        report.histograms = histograms::FAMILIES
+            .iter()
+            .map(|(family, label, what)| {
+                let was = histograms::buckets(&before, family, label);
+                let now = histograms::buckets(&after, family, label);
+                (
+                    *what,
+                    family.ends_with("_seconds"),
+                    histograms::since(&now, &was),
+                )
+            })
+            .collect();
+        Ok(report)
     }
     .await;
     let counter = |f: fn(&switchyard::plugins::Counters) -> &std::sync::atomic::AtomicU64| {
@@ -293,6 +329,8 @@ async fn steady(
     let mut report = result?;
     report.dead_lettered = dead_lettered;
     report.commits = commits;
+    report.linger_ms = linger_ms;
+    report.batch_size = batch_size;
     report.host_threads = host_threads?;
     Ok(report)
 }
@@ -390,6 +428,9 @@ async fn measure(
         host_threads: Vec::new(),
         dead_lettered: 0,
         commits: 0,
+        histograms: Vec::new(),
+        linger_ms: 0,
+        batch_size: 0,
     })
 }
 
@@ -591,6 +632,25 @@ impl Report {
             "      host threads since start(), compile included: {}",
             threads.join(", ")
         );
+        println!(
+            "  the host's histograms over the window and drain (GET /metrics before and after; \
+             linear within buckets bounded 1, 2.5, 5, 10, 25, 50, 100 ms...); batch size {}, \
+             linger {} ms:",
+            self.batch_size, self.linger_ms
+        );
+        for (what, seconds, buckets) in &self.histograms {
+            let unit = if *seconds { 1e3 } else { 1.0 };
+            let (p50, n) = histograms::quantile(buckets, 0.5);
+            let (p99, _) = histograms::quantile(buckets, 0.99);
+            let max = histograms::max_bound(buckets);
+            let suffix = if *seconds { " ms" } else { "" };
+            println!(
+                "    {what}: p50 {:.1}{suffix}, p99 {:.1}{suffix}, max <= {:.1}{suffix} ({n})",
+                p50 * unit,
+                p99 * unit,
+                max * unit
+            );
+        }
     }
 }
 
