@@ -19,6 +19,25 @@ use crate::store::{StoredDeadLetter, now_ms};
 /// Dead letters sent back per broker round trip.
 const REPLAY_CHUNK: usize = 200;
 
+/// One lock per plugin's dead-letter queue, held by whoever reads it in
+/// this process. Listing and searching hold the messages they look at
+/// unacknowledged until they close their channel: a replay running
+/// meanwhile would find them gone (the console lists while a user
+/// replays). Other processes (`switchyard dlq`, other hosts) are not
+/// kept out by it.
+async fn queue_lock(plugin: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    static LOCKS: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let lock = LOCKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(plugin.to_owned())
+        .or_default()
+        .clone();
+    lock.lock_owned().await
+}
+
 /// One dead letter, as `switchyard dlq list` shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
@@ -84,6 +103,7 @@ pub async fn list(
     plugin: &str,
     limit: usize,
 ) -> Result<(Vec<DeadLetter>, u32)> {
+    let _reading = queue_lock(plugin).await;
     let channel = connection.create_channel().await?;
     let total = depth(&channel, config, plugin).await?;
     let dlq = config.dead_letter_queue(plugin);
@@ -145,6 +165,7 @@ pub async fn find(
     time: std::time::Duration,
 ) -> Result<Search> {
     let until = tokio::time::Instant::now() + time;
+    let _reading = queue_lock(plugin).await;
     let channel = connection.create_channel().await?;
     let total = depth(&channel, config, plugin).await?;
     let dlq = config.dead_letter_queue(plugin);
@@ -174,6 +195,7 @@ pub async fn find(
 /// that fail again while the replay runs are not replayed twice. Returns
 /// how many were replayed.
 pub async fn replay(connection: &Connection, config: &Config, plugin: &str) -> Result<u32> {
+    let _reading = queue_lock(plugin).await;
     let channel = connection.create_channel().await?;
     let publisher = Publisher::open(connection).await?;
     let total = depth(&channel, config, plugin).await?;
