@@ -62,8 +62,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
 use lapin::{Channel, Connection, PublisherConfirm};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -71,7 +71,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use support::broker::{
-    amqp_url, connect, declare_plugin, delete_plugin, delete_queue, persistent, publish_all,
+    amqp_url, connect, declare_durable_queue, declare_plugin, delete_plugin, delete_queue,
+    persistent, publish_all,
 };
 use support::events::{DataSize, EventSource, Message, customer_event, seed_event};
 use support::host::{PLUGIN, bench_config, merge_wasm, unique};
@@ -168,18 +169,7 @@ async fn run(host_rt: Handle, url: &str, wasm: &Path, duration: Duration) -> Res
 /// of the run's own, deleted afterwards whatever happens.
 async fn broker_rate(connection: &Connection, admin: &Channel) -> Result<f64> {
     let queue = unique("switchyard-bench-steady-rate");
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    admin
-        .queue_declare(
-            ShortString::from(queue.as_str()),
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .context("declaring the calibration queue")?;
+    declare_durable_queue(admin, &queue, "calibration").await?;
     let events = EventSource::seed(CALIBRATION_EVENTS, DataSize::DEFAULT);
     let result = async {
         let mut rates = Vec::with_capacity(CALIBRATION_ROUNDS);

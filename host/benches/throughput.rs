@@ -58,12 +58,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use futures_util::StreamExt;
 use lapin::Connection;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
 use tokio_util::sync::CancellationToken;
 
 use support::broker::{
-    amqp_url, connect, declare_plugin, delete_plugin, delete_queue, publish_all,
+    amqp_url, connect, declare_durable_queue, declare_plugin, delete_plugin, delete_queue,
+    publish_all,
 };
 use support::events::{DataSize, EventSource, Message};
 use support::host::{PLUGIN, bench_config, merge_wasm, unique};
@@ -447,18 +448,7 @@ async fn broker_baseline(url: &str, events: EventSource) -> Result<Duration> {
     let connection = connect(url).await?;
     let admin = connection.create_channel().await?;
     let queue = unique("switchyard-bench-baseline");
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    admin
-        .queue_declare(
-            ShortString::from(queue.as_str()),
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .context("declaring the baseline queue")?;
+    declare_durable_queue(&admin, &queue, "baseline").await?;
     let result = async {
         publish_all(&connection, "", Some(&queue), events.iter()).await?;
         callgrind_zero()?;

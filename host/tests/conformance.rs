@@ -181,17 +181,12 @@ fn python_merge_fast_path_agrees_with_the_exact_path() {
     assert!(status.success(), "componentize-py bindings: {status}");
     let path = std::env::join_paths([bindings.path(), &root.join("sdk/python")]).unwrap();
     let script = "plugins/merge-py/merge_rules_test.py";
-    let output = Command::new("python3")
-        .arg(root.join(script))
-        .env("PYTHONPATH", path)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("running python3 (install it: see .ci/run): {e}"));
-    assert!(
-        output.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    assert_script_passes(
+        Command::new("python3")
+            .arg(root.join(script))
+            .env("PYTHONPATH", path)
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+        script,
     );
 }
 
@@ -201,16 +196,7 @@ fn python_merge_fast_path_agrees_with_the_exact_path() {
 fn javascript_merge_fast_path_agrees_with_the_exact_path() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let script = "plugins/merge-js/merge-rules.test.mjs";
-    let output = Command::new("node")
-        .arg(root.join(script))
-        .output()
-        .unwrap_or_else(|e| panic!("running node (install it: see .ci/run): {e}"));
-    assert!(
-        output.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_script_passes(Command::new("node").arg(root.join(script)), script);
 }
 
 /// The JavaScript SDK's JSON reader: its native fast path against its exact
@@ -219,10 +205,16 @@ fn javascript_merge_fast_path_agrees_with_the_exact_path() {
 fn javascript_json_fast_path_agrees_with_the_exact_reader() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let script = "sdk/js/switchyard-plugin.test.mjs";
-    let output = Command::new("node")
-        .arg(root.join(script))
+    assert_script_passes(Command::new("node").arg(root.join(script)), script);
+}
+
+/// Runs a repository test script (Python or Node) and fails with its
+/// output unless it succeeds.
+fn assert_script_passes(command: &mut Command, script: &str) {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command
         .output()
-        .unwrap_or_else(|e| panic!("running node (install it: see .ci/run): {e}"));
+        .unwrap_or_else(|e| panic!("running {program} (install it: see .ci/run): {e}"));
     assert!(
         output.status.success(),
         "{script}: {}{}",

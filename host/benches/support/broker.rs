@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
-use lapin::types::ShortString;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
 
 use switchyard::Config;
@@ -132,6 +133,20 @@ pub async fn delete_plugin(url: &str, config: &Config, plugin: &str) {
         Err(e) => eprintln!("warning: could not open a channel to delete {plugin}'s queues: {e}"),
     }
     let _ = connection.close(200, ShortString::from("bye")).await;
+}
+
+/// Declares the durable queue `queue` (a queue of the run's own, `what`
+/// names it in the error); the caller deletes it with [`delete_queue`].
+pub async fn declare_durable_queue(channel: &Channel, queue: &str, what: &str) -> Result<()> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(ShortString::from(queue), durable, FieldTable::default())
+        .await
+        .with_context(|| format!("declaring the {what} queue"))?;
+    Ok(())
 }
 
 pub async fn delete_queue(channel: &Channel, queue: &str) {
